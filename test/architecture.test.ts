@@ -46,3 +46,12 @@ describe('layer arrow: protocols <- coordinator <- node <- sim <- bin', () => {
     ])
   })
 })
+
+describe('raw data stays home', () => {
+  it('forbids protocol handlers (node/mesh/) from importing node/data/', () => {
+    const violations = findLayerViolations(new Map([['node/mesh/update.ts', "import { loadMnist } from '../data/mnist.ts'\n"]]))
+    expect(violations.map(v => v.message)).toEqual([
+      "node/mesh/update.ts imports '../data/mnist.ts': protocol handlers may not reach the site's raw data (node/data hands out batches to the trainer only)"
+    ])
+  })
+})

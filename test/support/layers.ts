@@ -10,7 +10,9 @@ export const LAYERS = ['protocols', 'coordinator', 'node', 'sim', 'bin'] as cons
 export type Layer = typeof LAYERS[number]
 
 /** Extra edges that are forbidden inside the arrow: [importer prefix, imported prefix, why]. */
-export const FORBIDDEN_EDGES: Array<[string, string, string]> = []
+export const FORBIDDEN_EDGES: Array<[string, string, string]> = [
+  ['node/mesh/', 'node/data/', 'protocol handlers may not reach the site\'s raw data (node/data hands out batches to the trainer only)']
+]
 
 export interface Violation {
   file: string
