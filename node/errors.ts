@@ -77,3 +77,18 @@ export class AuditChainBrokenError extends ForgemeshError {
     this.problem = detail.problem
   }
 }
+
+export class ApiConfigError extends ForgemeshError {
+  override name = 'ApiConfigError'
+  override readonly code = 'ERR_API_CONFIG'
+}
+
+export class HttpError extends ForgemeshError {
+  override name = 'HttpError'
+  override readonly code = 'ERR_HTTP'
+  readonly status: number
+  constructor (status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
