@@ -108,7 +108,7 @@ describe('strategy configs', () => {
 
   it('refuses a malformed state read back for a stateful strategy', () => {
     for (const kind of ['fedadam', 'fedyogi', 'diloco'] as const) {
-      const s = createStrategy({ kind })
+      const s = createStrategy({ kind } as StrategyConfigInput)
       expect(() => s.aggregate([upd('a', [1, 2])], f32(0, 0), { t: 1 })).toThrow(expect.objectContaining({ name: 'StrategyConfigError', message: expect.stringContaining(`${kind} state is malformed`) }))
     }
     const adam = createStrategy({ kind: 'fedadam' })
@@ -141,7 +141,7 @@ describe('strategy vectors', () => {
   }
 
   it.each([['fedadam', false], ['fedyogi', true]] as const)('%s follows Algorithm 2 of Reddi et al. over three rounds', (kind, yogi) => {
-    const s = createStrategy({ kind, serverLr: 0.1 })
+    const s = createStrategy({ kind, serverLr: 0.1 } as StrategyConfigInput)
     const gs = [0.5, -0.2, 0.3]
     const expected = adaptiveReference(yogi, gs, 1, 0.1)
     let x = f32(1)
