@@ -92,3 +92,139 @@ export class HttpError extends ForgemeshError {
     this.status = status
   }
 }
+
+/** A privacy release would take the site past its (eps, delta) budget: it is refused, nothing is recorded and nothing is sent. */
+export class PrivacyBudgetExceededError extends ForgemeshError {
+  override name = 'PrivacyBudgetExceededError'
+  override readonly code = 'ERR_PRIVACY_BUDGET_EXCEEDED'
+}
+
+// --- mesh (area "mesh") ---
+
+/** No PSK and no explicit insecureOpenMesh: the host refuses to start. */
+export class InsecureMeshError extends ForgemeshError {
+  override name = 'InsecureMeshError'
+  override readonly code = 'ERR_INSECURE_MESH'
+}
+
+export class PskFileError extends ForgemeshError {
+  override name = 'PskFileError'
+  override readonly code = 'ERR_PSK_FILE'
+}
+
+export class IdentityFileError extends ForgemeshError {
+  override name = 'IdentityFileError'
+  override readonly code = 'ERR_IDENTITY_FILE'
+}
+
+export class MeshNotStartedError extends ForgemeshError {
+  override name = 'MeshNotStartedError'
+  override readonly code = 'ERR_MESH_NOT_STARTED'
+}
+
+export class PeerNotAllowedError extends ForgemeshError {
+  override name = 'PeerNotAllowedError'
+  override readonly code = 'ERR_PEER_NOT_ALLOWED'
+}
+
+export class MeshRequestTimeoutError extends ForgemeshError {
+  override name = 'MeshRequestTimeoutError'
+  override readonly code = 'ERR_MESH_TIMEOUT'
+}
+
+/** The peer answered with an error frame; `remoteCode` is its code. */
+export class RemoteError extends ForgemeshError {
+  override name = 'RemoteError'
+  override readonly code = 'ERR_REMOTE'
+  constructor (readonly remoteCode: string, message: string) {
+    super(message)
+  }
+}
+
+/** The stream ended or was reset before the answer was complete. */
+export class MeshStreamError extends ForgemeshError {
+  override name = 'MeshStreamError'
+  override readonly code = 'ERR_MESH_STREAM'
+}
+
+export class BlobNotFoundError extends ForgemeshError {
+  override name = 'BlobNotFoundError'
+  override readonly code = 'ERR_BLOB_NOT_FOUND'
+}
+
+export class BlobHashMismatchError extends ForgemeshError {
+  override name = 'BlobHashMismatchError'
+  override readonly code = 'ERR_BLOB_HASH_MISMATCH'
+}
+
+export class TransferFailedError extends ForgemeshError {
+  override name = 'TransferFailedError'
+  override readonly code = 'ERR_TRANSFER_FAILED'
+}
+
+// --- model and trainer (area "model/train") ---
+
+/** A model spec that fails validation (names the field and the rule). */
+export class ModelSpecError extends ForgemeshError {
+  override name = 'ModelSpecError'
+  override readonly code = 'ERR_MODEL_SPEC'
+}
+
+/** Parameters that do not fit a model: unknown or missing names, wrong shapes, a spec hash that differs. */
+export class ParamMismatchError extends ForgemeshError {
+  override name = 'ParamMismatchError'
+  override readonly code = 'ERR_PARAM_MISMATCH'
+}
+
+/** Inputs, labels or gates whose size or values do not fit the model. */
+export class ModelInputError extends ForgemeshError {
+  override name = 'ModelInputError'
+  override readonly code = 'ERR_MODEL_INPUT'
+}
+
+/** A trainer that cannot run: bad options, a worker thread that failed or was stopped. */
+export class TrainerError extends ForgemeshError {
+  override name = 'TrainerError'
+  override readonly code = 'ERR_TRAINER'
+}
+
+/** A committed round's bytes (aggregate or strategy state) do not hash to what its record says. */
+export class RoundHashMismatchError extends ForgemeshError {
+  override name = 'RoundHashMismatchError'
+  override readonly code = 'ERR_ROUND_HASH_MISMATCH'
+}
+
+/** A round does not follow the log: wrong round id or a prevHash that does not link to the last record. */
+export class RoundLogGapError extends ForgemeshError {
+  override name = 'RoundLogGapError'
+  override readonly code = 'ERR_ROUND_LOG_GAP'
+}
+
+/** A different record was offered for a round that is already committed. */
+export class RoundConflictError extends ForgemeshError {
+  override name = 'RoundConflictError'
+  override readonly code = 'ERR_ROUND_CONFLICT'
+}
+
+export class JsonlSyntaxError extends DataInputError {
+  override name = 'JsonlSyntaxError'
+  override readonly code = 'ERR_JSONL_SYNTAX'
+}
+
+export class HeaderError extends DataInputError {
+  override name = 'HeaderError'
+  override readonly code = 'ERR_HEADER'
+}
+
+export class DataFileTooLargeError extends DataInputError {
+  override name = 'DataFileTooLargeError'
+  override readonly code = 'ERR_DATA_FILE_TOO_LARGE'
+}
+
+// --- synthetic data (area "synthetic") ---
+
+/** A dataset schema the DP synthetic-data generator cannot work from (e.g. a numeric column without bounds). */
+export class SyntheticSchemaError extends ForgemeshError {
+  override name = 'SyntheticSchemaError'
+  override readonly code = 'ERR_SYNTHETIC_SCHEMA'
+}
