@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createSeededRandom } from '../coordinator/components.ts'
 import { summarizeRoundBytes } from '../coordinator/compression/accounting.ts'
-import { createCompressor, decompress } from '../coordinator/compression/combined.ts'
+import { createCompressor, decompress, type CompressionConfigInput } from '../coordinator/compression/combined.ts'
 import { dequantizeInt8, quantizeInt8 } from '../coordinator/compression/int8.ts'
 import { selectTopK, topkCount } from '../coordinator/compression/topk.ts'
 import { decodePayload, encodePayload, HEADER_BYTES } from '../coordinator/compression/wire.ts'
@@ -56,7 +56,7 @@ describe('wire layout', () => {
   it('round-trips every kind and has the documented size', () => {
     const x = gaussian(3, 1000)
     for (const kind of ['none', 'int8', 'topk', 'topk-int8'] as const) {
-      const config = kind === 'none' ? { kind } : kind === 'int8' ? { kind } : { kind, fraction: 0.05, errorFeedback: false }
+      const config: CompressionConfigInput = kind === 'none' ? { kind } : kind === 'int8' ? { kind } : { kind, fraction: 0.05, errorFeedback: false }
       const c = createCompressor(config, { length: 1000 })
       const out = c.compress(x)
       expect([...decompress(out.bytes, 1000)]).toEqual([...out.decoded])
@@ -98,7 +98,7 @@ describe('error feedback', () => {
   it('keeps what the wire dropped at the site: sent + residual = delta + previous residual, exactly', () => {
     const n = 2000
     const c = createCompressor({ kind: 'topk-int8', fraction: 0.01 }, { length: n })
-    let carried = new Float32Array(n)
+    let carried: Float32Array = new Float32Array(n)
     for (let r = 0; r < 5; r++) {
       const delta = gaussian(10 + r, n)
       const out = c.compress(delta)
