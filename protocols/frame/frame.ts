@@ -1,0 +1,169 @@
+/**
+ * Length-prefixed frames: a zod-validated JSON header plus an optional binary
+ * body (layout in constants.ts). `FrameParser` cuts frames out of a byte
+ * stream incrementally and refuses an oversized frame from its length field,
+ * before buffering it.
+ */
+import { z } from 'zod'
+import { FrameDecodeError, FrameHeaderError, FrameTooLargeError } from '../errors.ts'
+import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MAX_FRAME_LIMIT, MAX_HEADER_BYTES, MIN_FRAME_BYTES } from './constants.ts'
+
+export interface Frame<H = unknown> {
+  header: H
+  body?: Uint8Array
+}
+
+export interface FrameLimits {
+  /** Largest whole frame accepted, length prefix included. */
+  maxFrameBytes: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * The frame as two parts: prefix+header, and the body untouched, so a large
+ * body goes to the stream without being copied.
+ */
+export function encodeFrameParts (header: unknown, body?: Uint8Array): [Uint8Array, Uint8Array?] {
+  const json = encoder.encode(JSON.stringify(header))
+  if (json.byteLength > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${json.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
+  const bodyBytes = body?.byteLength ?? 0
+  const after = HEADER_LENGTH_BYTES + json.byteLength + bodyBytes
+  if (after + LENGTH_BYTES > MAX_FRAME_LIMIT) throw new FrameTooLargeError(`frame of ${after + LENGTH_BYTES} bytes exceeds the u32 length field`)
+  const head = new Uint8Array(MIN_FRAME_BYTES + json.byteLength)
+  const view = new DataView(head.buffer)
+  view.setUint32(0, after)
+  view.setUint32(LENGTH_BYTES, json.byteLength)
+  head.set(json, MIN_FRAME_BYTES)
+  return body === undefined || body.byteLength === 0 ? [head] : [head, body]
+}
+
+/** One contiguous frame (copies the body; use encodeFrameParts for bulk). */
+export function encodeFrame (header: unknown, body?: Uint8Array): Uint8Array {
+  const [head, rest] = encodeFrameParts(header, body)
+  if (rest === undefined) return head
+  const out = new Uint8Array(head.byteLength + rest.byteLength)
+  out.set(head)
+  out.set(rest, head.byteLength)
+  return out
+}
+
+/** Total size a frame claims, read from its first 4 bytes; checked against the limit. */
+export function claimedFrameBytes (prefix: Uint8Array, limits: FrameLimits): number {
+  if (prefix.byteLength < LENGTH_BYTES) throw new FrameDecodeError(`frame of ${prefix.byteLength} bytes is shorter than its ${LENGTH_BYTES}-byte length field`)
+  const after = new DataView(prefix.buffer, prefix.byteOffset, LENGTH_BYTES).getUint32(0)
+  const total = after + LENGTH_BYTES
+  if (total > limits.maxFrameBytes) throw new FrameTooLargeError(`frame of ${total} bytes exceeds this protocol's limit of ${limits.maxFrameBytes}`)
+  if (total < MIN_FRAME_BYTES) throw new FrameDecodeError(`frame claims ${total} bytes, less than the minimum ${MIN_FRAME_BYTES}`)
+  return total
+}
+
+/**
+ * Decodes one complete frame (length prefix included) without judging the
+ * header beyond "valid JSON". The body is a view into `bytes`, not a copy.
+ */
+export function decodeFrameRaw (bytes: Uint8Array, limits: FrameLimits): Frame<unknown> {
+  const total = claimedFrameBytes(bytes, limits)
+  if (total !== bytes.byteLength) throw new FrameDecodeError(`frame claims ${total} bytes but ${bytes.byteLength} were given`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const headerBytes = view.getUint32(LENGTH_BYTES)
+  if (headerBytes > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${headerBytes} bytes exceeds ${MAX_HEADER_BYTES}`)
+  if (MIN_FRAME_BYTES + headerBytes > total) throw new FrameDecodeError(`frame header of ${headerBytes} bytes runs past the frame end (${total} bytes)`)
+  let header: unknown
+  try {
+    header = JSON.parse(decoder.decode(bytes.subarray(MIN_FRAME_BYTES, MIN_FRAME_BYTES + headerBytes)))
+  } catch (err) {
+    throw new FrameHeaderError('frame header is not valid UTF-8 JSON', { cause: err })
+  }
+  const bodyStart = MIN_FRAME_BYTES + headerBytes
+  return bodyStart < total ? { header, body: bytes.subarray(bodyStart, total) } : { header }
+}
+
+/** Validates a decoded header against a protocol's schema. */
+export function parseHeader<S extends z.ZodType> (header: unknown, schema: S): z.infer<S> {
+  const parsed = schema.safeParse(header)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]
+  throw new FrameHeaderError(`frame header rejected: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}`)
+}
+
+/** Decodes one complete frame and validates its header. */
+export function decodeFrame<S extends z.ZodType> (bytes: Uint8Array, headerSchema: S, limits: FrameLimits): Frame<z.infer<S>> {
+  const raw = decodeFrameRaw(bytes, limits)
+  const frame: Frame<z.infer<S>> = { header: parseHeader(raw.header, headerSchema) }
+  if (raw.body !== undefined) frame.body = raw.body
+  return frame
+}
+
+/**
+ * Incremental parser: feed it chunks as they arrive, take whole frames out.
+ * It never holds more than one frame plus one incoming chunk, and refuses a
+ * frame as soon as its length field says it is too large.
+ */
+export class FrameParser {
+  private readonly chunks: Uint8Array[] = []
+  private buffered = 0
+  private need = -1
+  constructor (private readonly limits: FrameLimits) {}
+
+  get bufferedBytes (): number { return this.buffered }
+
+  push (chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return
+    this.chunks.push(chunk)
+    this.buffered += chunk.byteLength
+  }
+
+  /** The next complete frame's bytes, or undefined until enough has arrived. */
+  next (): Uint8Array | undefined {
+    if (this.need < 0) {
+      if (this.buffered < LENGTH_BYTES) return undefined
+      this.need = claimedFrameBytes(this.take(LENGTH_BYTES, false), this.limits)
+    }
+    if (this.buffered < this.need) return undefined
+    const frame = this.take(this.need, true)
+    this.need = -1
+    return frame
+  }
+
+  /** Bytes, from the front; `consume` removes them. Zero-copy when one chunk holds them all. */
+  private take (n: number, consume: boolean): Uint8Array {
+    const first = this.chunks[0]!
+    let out: Uint8Array
+    if (first.byteLength >= n) {
+      out = first.subarray(0, n)
+      if (consume) {
+        if (first.byteLength === n) this.chunks.shift()
+        else this.chunks[0] = first.subarray(n)
+      }
+    } else {
+      out = new Uint8Array(n)
+      let off = 0
+      let i = 0
+      while (off < n) {
+        const c = this.chunks[i]!
+        const k = Math.min(c.byteLength, n - off)
+        out.set(c.subarray(0, k), off)
+        off += k
+        if (!consume) { i++; continue }
+        if (k === c.byteLength) this.chunks.shift()
+        else this.chunks[0] = c.subarray(k)
+      }
+    }
+    if (consume) this.buffered -= n
+    return out
+  }
+}
+
+/** Header every protocol may answer with instead of its own response. */
+export const ErrorHeader = z.object({
+  kind: z.literal('error'),
+  code: z.string().max(64),
+  message: z.string().max(1024)
+})
+export type ErrorHeader = z.infer<typeof ErrorHeader>
+
+/** A header whose first check is only "an object with a string kind". */
+export const AnyHeader = z.looseObject({ kind: z.string().max(64) })
+export type AnyHeader = z.infer<typeof AnyHeader>
