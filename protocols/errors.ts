@@ -11,6 +11,45 @@ export class ForgemeshError extends Error {
   }
 }
 
+// --- mesh wire format (area "mesh") ---
+
+/** Base of every error that means "a peer sent bytes that break the wire format". */
+export class WireFormatError extends ForgemeshError {
+  override name = 'WireFormatError'
+  override readonly code: string = 'ERR_WIRE_FORMAT'
+}
+
+export class FrameTooLargeError extends WireFormatError {
+  override name = 'FrameTooLargeError'
+  override readonly code: string = 'ERR_FRAME_TOO_LARGE'
+}
+
+export class FrameDecodeError extends WireFormatError {
+  override name = 'FrameDecodeError'
+  override readonly code: string = 'ERR_FRAME_DECODE'
+}
+
+export class FrameHeaderError extends WireFormatError {
+  override name = 'FrameHeaderError'
+  override readonly code: string = 'ERR_FRAME_HEADER'
+}
+
+export class TensorCodecError extends WireFormatError {
+  override name = 'TensorCodecError'
+  override readonly code: string = 'ERR_TENSOR_CODEC'
+}
+
+export class TensorChecksumError extends WireFormatError {
+  override name = 'TensorChecksumError'
+  override readonly code: string = 'ERR_TENSOR_CHECKSUM'
+}
+
+/** Bad input handed to an encoder by our own code (not a peer's fault). */
+export class TensorEncodeError extends ForgemeshError {
+  override name = 'TensorEncodeError'
+  override readonly code: string = 'ERR_TENSOR_ENCODE'
+}
+
 /** Malformed safetensors bytes (header, offsets, sizes), or a TensorMap that cannot be encoded. */
 export class SafetensorsFormatError extends ForgemeshError {
   override name = 'SafetensorsFormatError'
