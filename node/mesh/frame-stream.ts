@@ -1,0 +1,184 @@
+/**
+ * Frames over one libp2p stream. Reading respects backpressure: complete
+ * frames waiting for the consumer beyond HIGH_WATER pause the stream (yamux
+ * then stops granting window, so the sender's `send` returns false and it
+ * waits on drain). Writing waits on `onDrain` whenever `send` says so.
+ * Every byte read or written passes the wire tap first (plaintext, before
+ * Noise), and the per-peer counters.
+ */
+import type { Stream } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+import type { z } from 'zod'
+import { decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame } from '../../protocols/frame/frame.ts'
+import { MeshStreamError, RemoteError } from '../errors.ts'
+
+export type WireTap = (direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
+
+export interface FrameStreamInit {
+  stream: Stream
+  peerId: string
+  protocol: string
+  maxFrameBytes: number
+  tap?: WireTap
+  count?: (direction: 'out' | 'in', bytes: number) => void
+}
+
+/** Complete frames queued for the reader before the stream is paused. */
+const HIGH_WATER = 8 * 1024 * 1024
+const LOW_WATER = 2 * 1024 * 1024
+/**
+ * While paused, yamux still delivers what its window (up to 16 MiB) already
+ * allowed; the default 4 MiB read buffer would overflow and reset the stream.
+ */
+const READ_BUFFER_BYTES = 32 * 1024 * 1024
+
+export class FrameStream {
+  readonly stream: Stream
+  readonly peerId: string
+  readonly protocol: string
+  readonly maxFrameBytes: number
+  private readonly parser: FrameParser
+  private readonly queue: Uint8Array[] = []
+  private queuedBytes = 0
+  private ended = false
+  private failure: Error | undefined
+  private wake: (() => void) | undefined
+  private readonly tap: WireTap | undefined
+  private readonly count: FrameStreamInit['count']
+
+  constructor (init: FrameStreamInit) {
+    this.stream = init.stream
+    this.peerId = init.peerId
+    this.protocol = init.protocol
+    this.maxFrameBytes = init.maxFrameBytes
+    this.tap = init.tap
+    this.count = init.count
+    this.parser = new FrameParser({ maxFrameBytes: init.maxFrameBytes })
+    this.stream.maxReadBufferLength = Math.max(this.stream.maxReadBufferLength, READ_BUFFER_BYTES)
+    this.stream.addEventListener('message', (evt) => { this.onData(evt.data) })
+    this.stream.addEventListener('remoteCloseWrite', () => { this.finish() })
+    this.stream.addEventListener('close', (evt) => { this.finish(evt.error) })
+  }
+
+  private onData (data: Uint8Array | Uint8ArrayList): void {
+    if (this.failure !== undefined) return
+    const chunk = data instanceof Uint8Array ? data : data.subarray()
+    this.tap?.('in', this.peerId, this.protocol, chunk)
+    this.count?.('in', chunk.byteLength)
+    try {
+      this.parser.push(chunk)
+      for (let f = this.parser.next(); f !== undefined; f = this.parser.next()) {
+        this.queue.push(f)
+        this.queuedBytes += f.byteLength
+      }
+    } catch (err) {
+      // Oversized or malformed length: stop reading now, before buffering it.
+      this.failure = err as Error
+      this.stream.abort(err as Error)
+    }
+    if (this.queuedBytes > HIGH_WATER && this.stream.readStatus === 'readable') this.stream.pause()
+    this.notify()
+  }
+
+  private finish (error?: Error): void {
+    this.ended = true
+    if (error !== undefined && this.failure === undefined) this.failure = new MeshStreamError(`stream ${this.protocol} with ${this.peerId} failed: ${error.message}`, { cause: error })
+    this.notify()
+  }
+
+  private notify (): void {
+    const w = this.wake
+    this.wake = undefined
+    w?.()
+  }
+
+  /**
+   * The next frame's bytes (length prefix included), or undefined when the
+   * remote closed cleanly between frames.
+   */
+  async readBytes (options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
+    for (;;) {
+      const next = this.queue.shift()
+      if (next !== undefined) {
+        this.queuedBytes -= next.byteLength
+        if (this.queuedBytes < LOW_WATER && this.stream.readStatus === 'paused') this.stream.resume()
+        return next
+      }
+      if (this.failure !== undefined) throw this.failure
+      if (this.ended) {
+        if (this.parser.bufferedBytes > 0) throw new MeshStreamError(`stream ${this.protocol} with ${this.peerId} ended inside a frame (${this.parser.bufferedBytes} bytes buffered)`)
+        return undefined
+      }
+      options.signal?.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => { reject(options.signal!.reason) }
+        options.signal?.addEventListener('abort', onAbort, { once: true })
+        this.wake = () => {
+          options.signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+      })
+    }
+  }
+
+  /**
+   * The next frame, its header checked against `schema`; undefined when the
+   * remote closed cleanly. An error frame from the peer throws RemoteError.
+   */
+  async read<S extends z.ZodType> (schema: S, options: { signal?: AbortSignal } = {}): Promise<Frame<z.infer<S>> | undefined> {
+    const bytes = await this.readBytes(options)
+    if (bytes === undefined) return undefined
+    const raw = decodeFrameRaw(bytes, { maxFrameBytes: this.maxFrameBytes })
+    const remote = ErrorHeader.safeParse(raw.header)
+    if (remote.success) throw new RemoteError(remote.data.code, `${this.peerId} answered ${this.protocol} with ${remote.data.code}: ${remote.data.message}`)
+    const frame: Frame<z.infer<S>> = { header: parseHeader(raw.header, schema) }
+    if (raw.body !== undefined) frame.body = raw.body
+    return frame
+  }
+
+  async write (header: unknown, body?: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+    for (const part of encodeFrameParts(header, body)) {
+      if (part === undefined) continue
+      this.tap?.('out', this.peerId, this.protocol, part)
+      this.count?.('out', part.byteLength)
+      let ok: boolean
+      try {
+        ok = this.stream.send(part)
+      } catch (err) {
+        throw new MeshStreamError(`cannot write to stream ${this.protocol} with ${this.peerId}: ${(err as Error).message}`, { cause: err })
+      }
+      if (!ok) {
+        try {
+          await this.stream.onDrain({ signal: options.signal })
+        } catch (err) {
+          if (options.signal?.aborted === true) throw options.signal.reason
+          throw new MeshStreamError(`stream ${this.protocol} with ${this.peerId} closed while writing: ${(err as Error).message}`, { cause: err })
+        }
+      }
+    }
+  }
+
+  /** Half-close: no more frames from us; the remote may still answer. */
+  async closeWrite (options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await this.stream.close({ signal: options.signal })
+    } catch (err) {
+      if (options.signal?.aborted === true) throw options.signal.reason
+      throw new MeshStreamError(`cannot close stream ${this.protocol} with ${this.peerId}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Resolves once the stream is closed both ways, or after `timeoutMs`. */
+  async closed (timeoutMs: number): Promise<void> {
+    if (this.stream.status !== 'open') return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs)
+      function done (): void { clearTimeout(timer); resolve() }
+      this.stream.addEventListener('close', done, { once: true })
+    })
+  }
+
+  abort (err: Error): void {
+    this.stream.abort(err)
+  }
+}
