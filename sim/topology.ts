@@ -2,9 +2,8 @@
  * The simulator's topology file: the federation, its sites, the links between
  * them and a fault schedule, as one JSON document validated with zod.
  *
- * Shapes that belong to other areas (the MoE spec, strategies, compression,
- * privacy) are kept here as small plain objects until those areas publish
- * their own schemas; the runner maps them onto the real configs.
+ * Strategy, compression and privacy settings are the coordinator's own
+ * schemas, so a topology is checked exactly as the federation will be.
  *
  * The JSON Schema that editors use is generated from these schemas
  * (sim/topology-schema.ts) and committed as sim/topology.schema.json.
@@ -12,6 +11,9 @@
 import { readFile, stat } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
+import { CompressionConfigSchema } from '../coordinator/compression/combined.ts'
+import { PrivacySettingsSchema, checkPrivacyComposition } from '../coordinator/dp/settings.ts'
+import { StrategyConfigSchema } from '../coordinator/strategies/registry.ts'
 import { describeIssues } from '../protocols/validation.ts'
 import { TopologyError } from './errors.ts'
 
@@ -50,7 +52,9 @@ export const Links = z.strictObject({
 
 // ---- federation ---------------------------------------------------------
 
-// Minimal model spec until node/model/spec.ts publishes MoeSpec.
+// A minimal model spec until node/model/spec.ts (MoeSpec) is committed; the
+// runner maps it onto MoeSpec. Strategy, compression and privacy are the
+// coordinator's own schemas.
 export const ModelSpec = z.strictObject({
   kind: z.literal('moe').default('moe'),
   inputDim: z.number().int().positive().default(784),
@@ -62,30 +66,6 @@ export const ModelSpec = z.strictObject({
   seed: z.number().int().min(0).default(0)
 })
 
-export const Strategy = z.strictObject({
-  kind: z.enum(['fedavg', 'fedadam', 'fedyogi', 'diloco', 'median', 'trimmed-mean', 'krum', 'multi-krum']).default('fedavg'),
-  serverLr: z.number().positive().optional(),
-  momentum: z.number().min(0).max(1).optional(),
-  beta: z.number().min(0).max(0.5).optional().describe('Trimmed mean: fraction cut at each end.'),
-  f: z.number().int().min(0).optional().describe('Krum: number of Byzantine sites tolerated.')
-})
-
-export const Compression = z.strictObject({
-  kind: z.enum(['none', 'int8', 'topk', 'topk-int8']).default('none'),
-  topkFraction: z.number().positive().max(1).default(0.01),
-  blockSize: z.number().int().positive().default(256)
-})
-
-export const Privacy = z.strictObject({
-  secureAggregation: z.boolean().default(false),
-  dp: z.strictObject({
-    clipNorm: z.number().positive(),
-    noiseMultiplier: z.number().min(0),
-    delta: z.number().positive().max(0.1).default(1e-5),
-    epsilonBudget: z.number().positive().nullable().default(null).describe('Per site; null = unbounded (still accounted).')
-  }).nullable().default(null)
-})
-
 export const Optimizer = z.strictObject({
   kind: z.enum(['sgd', 'momentum', 'adam']).default('sgd'),
   lr: z.number().positive().default(0.1)
@@ -93,13 +73,13 @@ export const Optimizer = z.strictObject({
 
 export const Federation = z.strictObject({
   model: ModelSpec.default(() => ModelSpec.parse({})),
-  strategy: Strategy.default(() => Strategy.parse({})),
+  strategy: StrategyConfigSchema.default(() => StrategyConfigSchema.parse({ kind: 'fedavg' })),
   rounds: z.number().int().positive().max(100_000).default(20),
   localSteps: z.number().int().positive().default(10).describe('H: local steps per round.'),
   batchSize: z.number().int().positive().default(32),
   optimizer: Optimizer.default(() => Optimizer.parse({})),
-  compression: Compression.default(() => Compression.parse({})),
-  privacy: Privacy.default(() => Privacy.parse({})),
+  compression: CompressionConfigSchema.default(() => CompressionConfigSchema.parse({ kind: 'none' })),
+  privacy: PrivacySettingsSchema.default(() => PrivacySettingsSchema.parse({})),
   quorum: z.number().gt(0).max(1).default(0.6).describe('Fraction of live members a round needs.'),
   roundTimeoutS: z.number().positive().default(120)
 })
@@ -219,12 +199,30 @@ export const Topology = TopologyShape.superRefine((t, ctx) => {
   }
   t.links.pairs.forEach((r, i) => { r.between.forEach((n, j) => { checkName(names, 'site', n, ['links', 'pairs', i, 'between', j]) }) })
   t.links.regions.forEach((r, i) => { r.between.forEach((n, j) => { checkName(regions, 'region', n, ['links', 'regions', i, 'between', j]) }) })
+  try {
+    const f = t.federation
+    checkPrivacyComposition({ privacy: f.privacy, sites: t.sites.length, vectorLength: sharedParameterCount(t), strategy: f.strategy, compression: f.compression })
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', path: ['federation', 'privacy'], message: (err as Error).message, input: t.federation.privacy })
+  }
   t.faults.forEach((f, i) => {
     if (f.kind === 'partition') f.groups.forEach((g, j) => { g.forEach((n, k) => { checkName(names, 'site', n, ['faults', i, 'groups', j, k]) }) })
     else checkName(names, 'site', f.site, ['faults', i, 'site'])
   })
 })
 export type Topology = z.infer<typeof Topology>
+
+/** Experts in the model: as declared, else one per expert id the sites own. */
+export function expertCount (t: Pick<Topology, 'federation' | 'sites'>): number {
+  return t.federation.model.experts ?? Math.max(1, ...t.sites.flatMap(s => s.experts.map(e => e + 1)))
+}
+
+/** Length of the shared-parameter vector (trunk, router, head) that rounds exchange. */
+export function sharedParameterCount (t: Pick<Topology, 'federation' | 'sites'>): number {
+  const m = t.federation.model
+  const e = expertCount(t)
+  return m.inputDim * m.width + m.width + m.width * e + e + m.width * m.classes + m.classes
+}
 export type TopologyInput = z.input<typeof Topology>
 
 /** Validates a parsed document; `source` names it in messages (a file path). */

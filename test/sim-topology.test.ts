@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { checkPrivacyComposition } from '../coordinator/dp/settings.ts'
 import { TOPOLOGY_SCHEMA_PATH, topologyJsonSchemaText } from '../sim/topology-schema.ts'
-import { MAX_TOPOLOGY_BYTES, loadTopology, parseTopology, resolveLink } from '../sim/topology.ts'
+import { MAX_TOPOLOGY_BYTES, expertCount, loadTopology, parseTopology, resolveLink, sharedParameterCount } from '../sim/topology.ts'
 
 const bundled = (name: string): string => fileURLToPath(new URL(`../sim/topologies/${name}.json`, import.meta.url))
 
@@ -49,6 +50,16 @@ describe('bundled topologies', () => {
     const crashes = t.faults.filter(f => f.kind === 'crash')
     expect(new Set(crashes.map(f => f.site)).size).toBe(10)
     for (const c of crashes) expect(c.restartAfterS).toBeGreaterThan(0)
+  })
+
+  it('every bundled topology\'s privacy settings compose with its strategy and compression', async () => {
+    for (const name of ['three-sites', 'eu-us-asia', 'space-agencies', 'churn-32']) {
+      const t = await loadTopology(bundled(name))
+      const vectorLength = sharedParameterCount(t)
+      expect(vectorLength).toBe(784 * t.federation.model.width + t.federation.model.width * (1 + expertCount(t) + 10) + expertCount(t) + 10)
+      const plan = checkPrivacyComposition({ privacy: t.federation.privacy, sites: t.sites.length, vectorLength, strategy: t.federation.strategy, compression: t.federation.compression })
+      expect(plan.secureAggregation !== undefined).toBe(name === 'space-agencies')
+    }
   })
 })
 
@@ -96,6 +107,11 @@ describe('topology validation', () => {
       "sites[1].experts[0]: expert 0 is already owned by site 'a', got 0",
       "faults[0].site: unknown site 'zed', got \"zed\""
     ])
+  })
+
+  it('rejects privacy settings that cannot hold together, with the reason', () => {
+    const err = errorOf(() => parseTopology({ ...minimal, federation: { privacy: { dp: { mode: 'site', noiseMultiplier: 1 } } } }))
+    expect(err.message).toContain("federation.privacy: dp.mode 'site' needs privacy.clipNorm")
   })
 
   it('rejects unknown fields (typos) and wrong enums', () => {
