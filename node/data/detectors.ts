@@ -109,12 +109,22 @@ function looksLikeProse (value: string): boolean {
   return words >= 4
 }
 
-const IDENTIFIER_TESTS: Array<[DetectorKind, (v: string) => boolean]> = [
-  ['email', v => EMAIL_RE.test(v)],
-  ['phone', hasPhone],
-  ['card', hasCard],
-  ['iban', hasIban],
-  ['national-id', v => NATIONAL_ID_RES.some(re => re.test(v))]
+function digitCount (v: string): number {
+  let d = 0
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i)
+    if (c >= 48 && c <= 57) d++
+  }
+  return d
+}
+
+// Each test has a cheap precondition (an '@', enough digits) so ordinary values skip the regexes.
+const IDENTIFIER_TESTS: Array<[DetectorKind, (v: string, digits: number) => boolean]> = [
+  ['email', v => v.includes('@') && EMAIL_RE.test(v)],
+  ['phone', (v, digits) => digits >= 7 && hasPhone(v)],
+  ['card', (v, digits) => digits >= 13 && hasCard(v)],
+  ['iban', (v, digits) => digits >= 2 && v.length >= 15 && hasIban(v)],
+  ['national-id', (v, digits) => digits >= 6 && NATIONAL_ID_RES.some(re => re.test(v))]
 ]
 
 /** A column counts as free text when this share of its values is prose. */
@@ -133,7 +143,8 @@ export function detectColumn (values: readonly string[], options: DetectOptions 
   for (const v of values) {
     if (v.trim() === '') continue
     of++
-    for (const [kind, test] of IDENTIFIER_TESTS) if (test(v)) counts.set(kind, (counts.get(kind) ?? 0) + 1)
+    const digits = digitCount(v)
+    for (const [kind, test] of IDENTIFIER_TESTS) if (test(v, digits)) counts.set(kind, (counts.get(kind) ?? 0) + 1)
     if (options.freeText === true && looksLikeProse(v)) prose++
   }
   const findings: Finding[] = [...counts].map(([kind, count]) => ({ kind, count, of }))

@@ -125,8 +125,10 @@ export async function loadMnist (options: LoadMnistOptions): Promise<LabeledData
     signal?.throwIfAborted()
 
     const pixels = await readExactly(imgFh, paths.images, IMAGE_HEADER, n * dim)
+    // A table of the 256 scaled values: exactly byte / 255 in float32, without a division per pixel.
+    const scale = Float32Array.from({ length: 256 }, (_, b) => b / 255)
     const x = new Float32Array(n * dim)
-    for (let i = 0; i < x.length; i++) x[i] = pixels[i]! / 255
+    for (let i = 0; i < x.length; i++) x[i] = scale[pixels[i]!]!
     return { x, y, n, dim, numClasses: NUM_CLASSES }
   } finally {
     await imgFh.close()
