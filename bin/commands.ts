@@ -12,4 +12,6 @@ export interface CommandEntry {
 }
 
 export const COMMANDS: Record<string, CommandEntry> = {
+  data: { summary: 'check a table against the suitability gate; write DP synthetic data for it', load: async () => await import('./commands/data.ts') },
+  privacy: { summary: 'compute eps for a DP plan; show a site\'s privacy budget', load: async () => await import('./commands/privacy.ts') },
 }

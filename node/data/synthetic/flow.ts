@@ -31,10 +31,14 @@ export interface SyntheticRelease {
   label: string
 }
 
-/** The part of the site's privacy ledger (node/privacy) a synthetic run needs. */
+/**
+ * The part of the site's privacy ledger (node/privacy/ledger.ts) a synthetic
+ * run needs. The run charges its (epsilon, delta) as asked, which the ledger
+ * adds up by basic composition.
+ */
 export interface SyntheticLedger {
-  canCharge: (release: SyntheticRelease) => boolean | Promise<boolean>
-  charge: (release: SyntheticRelease) => unknown
+  canCharge: (release: SyntheticRelease) => Promise<{ ok: boolean, reason?: string }>
+  charge: (release: SyntheticRelease) => Promise<unknown>
 }
 
 export interface SynthesisRequest extends PlanOptions {
@@ -121,9 +125,10 @@ export async function runSynthesis (request: SynthesisRequest, components: Synth
   const holdoutFraction = request.holdoutFraction ?? DEFAULT_HOLDOUT
 
   const id = await freshRunId(store, clock.now(), request)
-  const release: SyntheticRelease = { kind: 'synthetic', epsilon: request.epsilon, delta: request.delta, label: `synthetic:${datasetName(request.file)}:${id}` }
-  if (!(await ledger.canCharge(release))) {
-    throw new PrivacyBudgetExceededError(`a synthetic run at eps=${request.epsilon}, delta=${request.delta} would exceed the site's privacy budget; refused before reading ${request.file}`)
+  const release: SyntheticRelease = { kind: 'synthetic', epsilon: request.epsilon, delta: request.delta, label: `synthetic:${id}:${datasetName(request.file)}`.slice(0, 200) }
+  const projection = await ledger.canCharge(release)
+  if (!projection.ok) {
+    throw new PrivacyBudgetExceededError(`a synthetic run at eps=${request.epsilon}, delta=${request.delta} would exceed the site's privacy budget (${projection.reason ?? 'refused'}); refused before reading ${request.file}`)
   }
   const sourceHash = await sha256File(request.file, signal)
 
