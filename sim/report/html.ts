@@ -22,7 +22,7 @@ export function accuracyPlot (report: Report): string {
     color: METHOD_COLORS[m],
     points: report.methods[m].rounds.map(r => [r.round, r.accuracy] as [number, number])
   }))
-  return lineChart({ id: 'accuracy', title: 'Test accuracy by round', xLabel: 'round', yLabel: 'accuracy', series, yMin: 0, yMax: 1, yFormat: y => `${Math.round(y * 100)}%` })
+  return lineChart({ id: 'accuracy', title: 'Test accuracy by round', xLabel: 'round', yLabel: 'accuracy', series, integerX: true, yMin: 0, yMax: 1, yFormat: y => `${Math.round(y * 100)}%` })
 }
 
 export function bytesHeatmap (report: Report, method: Method = 'moe'): string {
@@ -62,7 +62,7 @@ export function epsilonPlot (report: Report, method: Method = 'moe'): string {
     color: SITE_COLORS[i % SITE_COLORS.length]!,
     points: rounds.filter(r => r.epsSpent[s] !== undefined).map(r => [r.round, r.epsSpent[s]!] as [number, number])
   }))
-  return lineChart({ id: 'epsilon', title: 'Privacy spent (ε) by round, per site', xLabel: 'round', yLabel: 'ε spent', series, yMin: 0, emptyMessage: 'No differential privacy in this run: nothing was charged.' })
+  return lineChart({ id: 'epsilon', title: 'Privacy spent (ε) by round, per site', xLabel: 'round', yLabel: 'ε spent', series, integerX: true, yMin: 0, emptyMessage: 'No differential privacy in this run: nothing was charged.' })
 }
 
 function summaryTable (report: Report): string {

@@ -54,8 +54,11 @@ function axes (f: Frame, xs: number[], ys: number[], sx: (x: number) => number, 
   return parts.join('')
 }
 
-function legend (f: Frame, items: Array<{ name: string, color: string }>): string {
+function legend (f: Frame, all: Array<{ name: string, color: string }>): string {
   const x = f.width - f.right + 14
+  // As many entries as fit beside the plot; the rest are counted.
+  const room = Math.floor((f.height - f.top - f.bottom) / 18)
+  const items = all.length <= room ? all : [...all.slice(0, room - 1), { name: `+${all.length - room + 1} more`, color: 'none' }]
   return '<g class="legend" font-size="12">' + items.map((it, i) =>
     `<rect x="${x}" y="${f.top + i * 18}" width="12" height="12" fill="${it.color}"/><text x="${x + 18}" y="${f.top + i * 18 + 10}">${escapeXml(it.name)}</text>`
   ).join('') + '</g>'
@@ -80,6 +83,8 @@ export interface LineChartInit {
   yMin?: number
   yMax?: number
   yFormat?: (y: number) => string
+  /** Only whole numbers on the x axis (rounds). */
+  integerX?: boolean
   emptyMessage?: string
 }
 
@@ -92,7 +97,7 @@ export function lineChart (init: LineChartInit): string {
   const xHi = Math.max(...all.map(p => p[0]))
   const yLo = init.yMin ?? Math.min(0, ...all.map(p => p[1]))
   const yHi = init.yMax ?? Math.max(...all.map(p => p[1]), yLo + 1e-9)
-  const xs = niceTicks(xLo, xHi === xLo ? xLo + 1 : xHi, 6)
+  const xs = niceTicks(xLo, xHi === xLo ? xLo + 1 : xHi, 6).filter(x => init.integerX !== true || Number.isInteger(x))
   const ys = niceTicks(yLo, yHi)
   const xa = Math.min(xLo, xs[0]!)
   const xb = Math.max(xHi, xs[xs.length - 1]!)
