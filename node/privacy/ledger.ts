@@ -123,6 +123,12 @@ export function projectCharge (state: LedgerState, input: Charge): { state: Ledg
   return { state: next, projection: { ok: reason === undefined, spentAfter, remainingAfter, ...(reason !== undefined ? { reason } : {}) }, accounting: rdpPart ? 'rdp' : 'explicit' }
 }
 
+/** The budget a site's ledger was created with, or undefined when it has none yet. */
+export async function readLedgerBudget (store: SiteStore): Promise<PrivacyBudget | undefined> {
+  const stored = await store.getJson('privacy', STATE_KEY, StateSchema)
+  return stored === undefined ? undefined : { epsilonBudget: stored.epsilonBudget, delta: stored.delta }
+}
+
 export function createPrivacyLedger (store: SiteStore, budget: PrivacyBudget, components: { clock?: Clock } = {}): PrivacyLedger {
   if (!(budget.epsilonBudget > 0) || !Number.isFinite(budget.epsilonBudget)) throw new ConfigError(`privacy budget epsilon must be a finite number > 0, got ${budget.epsilonBudget}`)
   if (!(budget.delta > 0 && budget.delta < 1)) throw new ConfigError(`privacy budget delta must be in (0, 1), got ${budget.delta}`)
