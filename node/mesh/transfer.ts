@@ -11,7 +11,7 @@ import type { Logger } from '../../coordinator/components.ts'
 import { WireFormatError, FrameDecodeError } from '../../protocols/errors.ts'
 import { ArtifactRequest, ArtifactResponse } from '../../protocols/artifact/artifact.ts'
 import { ARTIFACT_CHUNK_TIMEOUT_MS, ARTIFACT_MAX_FRAME_BYTES, ARTIFACT_PROTOCOL, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES } from '../../protocols/artifact/constants.ts'
-import { BlobHashMismatchError, BlobNotFoundError, TransferFailedError } from '../errors.ts'
+import { BlobHashMismatchError, BlobNotFoundError, MeshNotStartedError, PeerNotAllowedError, RemoteError, TransferFailedError } from '../errors.ts'
 import type { SiteHost } from './host.ts'
 import type { BlobSink, BlobSource } from './blob-io.ts'
 import { memorySink } from './blob-io.ts'
@@ -118,7 +118,8 @@ export async function fetchBlob (host: SiteHost, peerId: string, hash: string, o
       if (done) break
     } catch (err) {
       if (signal?.aborted === true) throw signal.reason
-      if (err instanceof BlobNotFoundError || err instanceof WireFormatError) throw err
+      // Retrying cannot fix these: the peer lacks the blob, breaks the format, refused us, or is not a member.
+      if (err instanceof BlobNotFoundError || err instanceof WireFormatError || err instanceof RemoteError || err instanceof PeerNotAllowedError || err instanceof MeshNotStartedError) throw err
       options.logger?.info('blob.fetch.interrupted', { peer: peerId, hash, received, attempt: attempts, error: (err as Error).message })
     }
   }
@@ -144,6 +145,7 @@ export async function fetchBlob (host: SiteHost, peerId: string, hash: string, o
       await fs.write({ kind: 'fetch', hash, offset: received, chunkBytes }, undefined, { signal })
       await fs.closeWrite({ signal })
       for (;;) {
+        signal?.throwIfAborted()
         const stall = AbortSignal.timeout(chunkTimeoutMs)
         const frame = await fs.read(ArtifactResponse, { signal: signal === undefined ? stall : AbortSignal.any([signal, stall]) })
         if (frame === undefined) throw new TransferFailedError(`${peerId} closed the fetch of ${hash} at ${received} bytes without an end frame`)
