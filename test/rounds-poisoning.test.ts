@@ -23,7 +23,7 @@ describe('poisoning: one of five sites sends sign-flipped updates scaled x10', (
 
     const runWith = (config: StrategyConfigInput, attack: boolean): number => {
       const strategy = createStrategy(config)
-      let global = new Float32Array(dim)
+      let global: Float32Array = new Float32Array(dim)
       let state: JsonValue = null
       for (let r = 1; r <= ROUNDS; r++) {
         const updates = indices.map((rows, s) => {
