@@ -48,9 +48,10 @@ describe('forgemesh data (the real CLI in a child process)', () => {
     expect(report.rows.synthetic).toBe(400)
     expect(readFileSync(join(dir, 'syn.csv'), 'utf8').trimEnd().split('\n')).toHaveLength(401)
 
-    const refused = await forgemesh([...common, '--epsilon', '5', '--rows', '10', '--out', 'more.csv', '--json'], dir)
+    // Without budget flags the site's existing ledger (eps 12) applies.
+    const refused = await forgemesh(['data', 'synth', 'penguins.csv', '--schema', SCHEMA, '--delta', '1e-6', '--site', 'site', '--epsilon', '5', '--rows', '10', '--out', 'more.csv', '--json'], dir)
     expect(refused.code).toBe(1)
-    expect(JSON.parse(refused.stdout).error.name).toBe('PrivacyBudgetExceededError')
+    expect(JSON.parse(refused.stdout).error).toMatchObject({ name: 'PrivacyBudgetExceededError', message: expect.stringContaining('eps would reach 15.0000 of the budget 12') })
     expect(existsSync(join(dir, 'more.csv'))).toBe(false)
   })
 

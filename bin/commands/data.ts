@@ -11,7 +11,7 @@ import { datasetName, runSynthesis } from '../../node/data/synthetic/flow.ts'
 import { readSchemaFile } from '../../node/data/synthetic/schema-file.ts'
 import { readRawTable } from '../../node/data/table.ts'
 import { DatasetSchemaError, SyntheticSchemaError } from '../../node/errors.ts'
-import { createPrivacyLedger, type PrivacyLedger } from '../../node/privacy/ledger.ts'
+import { createPrivacyLedger, readLedgerBudget, type PrivacyLedger } from '../../node/privacy/ledger.ts'
 import { openSiteStore, type SiteStore } from '../../node/store.ts'
 import { UsageError, formatError, helpText, parseArgs, type FlagSpec, type Parsed } from '../usage.ts'
 
@@ -37,8 +37,8 @@ const SYNTH_FLAGS: FlagSpec = {
   bins: { type: 'number', help: 'equal-width bins per numeric column, between the schema bounds (default 8)' },
   holdout: { type: 'number', help: 'share of real rows held out for ML efficacy, never seen by the generator (default 0.2)' },
   site: { type: 'string', help: `the site store holding the privacy ledger (default ${DEFAULT_SITE})` },
-  'budget-epsilon': { type: 'number', help: 'the site\'s total epsilon budget, fixed when its ledger is created (default 10)' },
-  'budget-delta': { type: 'number', help: 'the site\'s total delta budget, fixed when its ledger is created (default 1e-5)' },
+  'budget-epsilon': { type: 'number', help: 'the site\'s total epsilon budget, fixed when its ledger is created (default: the existing ledger\'s, else 10)' },
+  'budget-delta': { type: 'number', help: 'the site\'s total delta budget, fixed when its ledger is created (default: the existing ledger\'s, else 1e-5)' },
   json: { type: 'boolean', help: 'print the result as one JSON object' },
   help: { type: 'boolean', help: 'this text' }
 }
@@ -132,7 +132,7 @@ async function synth (argv: string[]): Promise<number> {
   const logger = createLogger('forgemesh:data', { level: json ? 'warn' : 'info' })
 
   const { result, status } = await withStore(String(parsed.flags.site ?? DEFAULT_SITE), async store => {
-    const ledger = openLedger(store, parsed)
+    const ledger = await openLedger(store, parsed)
     const result = await runSynthesis({
       file,
       schema,
@@ -168,9 +168,14 @@ async function synth (argv: string[]): Promise<number> {
   return 0
 }
 
-/** The site's ledger; its budget is fixed when it is first created (a reopen with another budget is a ConfigError). */
-function openLedger (store: SiteStore, parsed: Parsed): PrivacyLedger {
-  const epsilonBudget = parsed.flags['budget-epsilon'] ?? DEFAULT_BUDGET.epsilonBudget
-  const delta = parsed.flags['budget-delta'] ?? DEFAULT_BUDGET.delta
+/**
+ * The site's ledger. Its budget is fixed when it is first created: an existing
+ * ledger keeps its own (flags that disagree are a ConfigError), a new one
+ * takes the flags or the defaults.
+ */
+async function openLedger (store: SiteStore, parsed: Parsed): Promise<PrivacyLedger> {
+  const stored = await readLedgerBudget(store)
+  const epsilonBudget = parsed.flags['budget-epsilon'] ?? stored?.epsilonBudget ?? DEFAULT_BUDGET.epsilonBudget
+  const delta = parsed.flags['budget-delta'] ?? stored?.delta ?? DEFAULT_BUDGET.delta
   return createPrivacyLedger(store, { epsilonBudget: epsilonBudget as number, delta: delta as number }, { clock: systemClock })
 }
