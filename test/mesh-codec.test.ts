@@ -73,6 +73,17 @@ describe('named-tensor codec', () => {
     }
   })
 
+  it('can leave f32 tensors in place in a body it owns, and frames keep bodies 8-aligned', () => {
+    const body = encodeTensors(map, { dtype: 'f32' })
+    const frame = encodeFrame({ kind: 'x', n: 123 }, body)
+    const f = decodeFrame(frame, Header, { maxFrameBytes: 1 << 20 })
+    expect(f.body!.byteOffset % 8).toBe(0)
+    const inPlace = decodeTensors(f.body!, { copy: false }).get('a.weight')!.data
+    expect(inPlace.buffer).toBe(frame.buffer)
+    expect(inPlace).toEqual(map.get('a.weight')!.data)
+    expect(decodeTensors(f.body!).get('a.weight')!.data.buffer).not.toBe(frame.buffer)
+  })
+
   it('f16 is within half a unit in the last place (2^-11 relative) and rounds ties to even', () => {
     const out = decodeTensors(encodeTensors(map, { dtype: 'f16' }))
     for (const [name, t] of map) {

@@ -47,7 +47,8 @@ export function decodeUpdateBody (header: UpdateHeader, body: Uint8Array | undef
   if (body === undefined) throw new TensorCodecError(`update for round ${header.round} has no body`)
   const carried = tensorBodyHash(body)
   if (carried !== header.bodyHash) throw new TensorChecksumError(`update for round ${header.round} names body ${header.bodyHash} but carries ${carried}`)
-  return decodeTensors(body, { maxBytes })
+  // The frame's bytes belong to this update alone: f32 tensors can stay in place.
+  return decodeTensors(body, { maxBytes, copy: false })
 }
 
 export function createUpdateService (init: UpdateServiceInit, components: { host: SiteHost, logger: Logger }): UpdateService {

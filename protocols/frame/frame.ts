@@ -26,7 +26,12 @@ const decoder = new TextDecoder('utf-8', { fatal: true })
  * body goes to the stream without being copied.
  */
 export function encodeFrameParts (header: unknown, body?: Uint8Array): [Uint8Array, Uint8Array?] {
-  const json = encoder.encode(JSON.stringify(header))
+  const text = JSON.stringify(header)
+  // Pad with JSON whitespace so the body starts 8-aligned in the frame: a
+  // receiver can then view float data in place instead of copying it.
+  const raw = encoder.encode(text)
+  const pad = (8 - ((MIN_FRAME_BYTES + raw.byteLength) % 8)) % 8
+  const json = pad === 0 ? raw : encoder.encode(text + ' '.repeat(pad))
   if (json.byteLength > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${json.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
   const bodyBytes = body?.byteLength ?? 0
   const after = HEADER_LENGTH_BYTES + json.byteLength + bodyBytes

@@ -24,6 +24,11 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Refuse bodies larger than this before looking inside. Default 1 GiB. */
   maxBytes?: number
+  /**
+   * false: f32 tensors may be views into `bytes` (when aligned) instead of
+   * copies. Only for callers that own `bytes` and never change it. Default true.
+   */
+  copy?: boolean
 }
 
 const ManifestEntry = z.object({
@@ -182,7 +187,7 @@ export function decodeTensors (bytes: Uint8Array, options: DecodeOptions = {}): 
   let off = dataStart
   parsed.data.tensors.forEach((t, i) => {
     const n = counts[i]!
-    const data = readTensor(bytes, off, n, t)
+    const data = readTensor(bytes, off, n, t, options.copy ?? true)
     off += dataBytes(n, t.dtype, t.blockSize ?? DEFAULT_INT8_BLOCK)
     out.set(t.name, { shape: t.shape, data })
   })
@@ -196,9 +201,10 @@ function alignedView (src: Uint8Array, off: number, length: number): { buffer: A
   return { buffer: src.slice(off, off + length).buffer, offset: 0 }
 }
 
-function readTensor (bytes: Uint8Array, off: number, n: number, t: ManifestEntry): Float32Array {
+function readTensor (bytes: Uint8Array, off: number, n: number, t: ManifestEntry, copy: boolean): Float32Array {
   switch (t.dtype) {
     case 'f32':
+      if (!copy && (bytes.byteOffset + off) % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset + off, n)
       return new Float32Array(bytes.slice(off, off + n * 4).buffer)
     case 'f16': {
       const { buffer, offset } = alignedView(bytes, off, n * 2)
