@@ -14,4 +14,8 @@ export interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   data: { summary: 'check a table against the suitability gate; write DP synthetic data for it', load: async () => await import('./commands/data.ts') },
   privacy: { summary: 'compute eps for a DP plan; show a site\'s privacy budget', load: async () => await import('./commands/privacy.ts') },
+  init: { summary: 'create a site: its key, a federation key (new or imported) and a config template', load: async () => await import('./commands/init.ts') },
+  node: { summary: 'run a site until it is stopped (node start --config FILE)', load: async () => await import('./commands/node.ts') },
+  status: { summary: 'show a running node: peers, round, coordinator, experts, backend, eps', load: async () => await import('./commands/status.ts') },
+  audit: { summary: 'verify a site\'s hash-chained audit log; list its records', load: async () => await import('./commands/audit.ts') },
 }

@@ -3,7 +3,6 @@
  * boolean `--flag`, and positionals. Unknown flags are usage errors (exit 2).
  */
 import { ForgemeshError } from '../protocols/errors.ts'
-import { ConfigError } from '../node/errors.ts'
 
 export class UsageError extends ForgemeshError {
   override name = 'UsageError'
@@ -53,8 +52,18 @@ export function helpText (usage: string, summary: string, spec: FlagSpec): strin
   return [`usage: ${usage}`, '', summary, '', 'options:', ...opts].join('\n')
 }
 
+/**
+ * Error codes that mean "what you asked for or configured is wrong" (exit 2)
+ * rather than "it failed while running" (exit 1). Codes, not classes, so a
+ * new config-like error in any layer only needs its code listed here.
+ */
+export const BAD_INPUT_CODES: ReadonlySet<string> = new Set([
+  'ERR_USAGE', 'ERR_CONFIG', 'ERR_API_CONFIG', 'ERR_INSECURE_MESH',
+  'ERR_DATASET_SCHEMA', 'ERR_SYNTHETIC_SCHEMA', 'ERR_TOPOLOGY', 'ERR_MODEL_SPEC', 'ERR_PRIVACY_CONFIG'
+])
+
 export function exitCodeOf (err: unknown): number {
-  if (err instanceof UsageError || err instanceof ConfigError) return 2
+  if (err instanceof ForgemeshError && BAD_INPUT_CODES.has(err.code)) return 2
   return 1
 }
 

@@ -228,3 +228,17 @@ export class SyntheticSchemaError extends ForgemeshError {
   override name = 'SyntheticSchemaError'
   override readonly code = 'ERR_SYNTHETIC_SCHEMA'
 }
+
+// --- operations (area "operations") ---
+
+/** The site store is held by another process (a running node): LevelDB allows one at a time. */
+export class StoreInUseError extends ForgemeshError {
+  override name = 'StoreInUseError'
+  override readonly code = 'ERR_STORE_IN_USE'
+}
+
+/** `forgemesh status` could not reach a running node's local API. */
+export class NodeNotRunningError extends ForgemeshError {
+  override name = 'NodeNotRunningError'
+  override readonly code = 'ERR_NODE_NOT_RUNNING'
+}

@@ -41,6 +41,8 @@ export interface SiteHostInit {
   /** Overrides the default [tcp()] (the simulator passes a link-shaping wrapper). */
   transports?: NonNullable<Libp2pOptions['transports']>
   reconnect?: ReconnectInit
+  /** libp2p's own metrics, e.g. prometheusMetrics({ registry }) from @libp2p/prometheus-metrics. */
+  metrics?: Libp2pOptions['metrics']
 }
 
 export interface SiteHostComponents {
@@ -265,6 +267,7 @@ export function createSiteHost (init: SiteHostInit, components: SiteHostComponen
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
         ...(protector !== undefined ? { connectionProtector: protector } : {}),
+        ...(init.metrics !== undefined ? { metrics: init.metrics } : {}),
         connectionGater: allowlistGater({
           selfId,
           allowlist: init.allowlist,
