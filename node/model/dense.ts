@@ -18,15 +18,16 @@ function checkInput (x: tf.Tensor2D, dim: number): void {
 export function createDenseModel (spec: DenseSpec, initial: TensorMap = initParams(spec)): ClassifierModel {
   const defs = paramDefs(spec)
   const store = createVariableStore(defs, initial)
-  const v = (name: string): tf.Variable => store.variables.get(name)!
-  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(tf.matMul(x, v('shared.trunk.w')).add(v('shared.trunk.b'))) as tf.Tensor2D
+  const v = (name: string): tf.Tensor2D => store.variables.get(name)! as tf.Tensor2D
+  const affine = (x: tf.Tensor2D, w: string, b: string): tf.Tensor2D => tf.fused.matMul({ a: x, b: v(w), bias: v(b) }) as tf.Tensor2D
+  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(affine(x, 'shared.trunk.w', 'shared.trunk.b')) as tf.Tensor2D
 
   const forward = (x: tf.Tensor2D): ForwardResult => {
     checkInput(x, spec.inputDim)
     const h = trunk(x)
-    const hidden = gelu(tf.matMul(h, v('shared.ffn.w1')).add(v('shared.ffn.b1'))) as tf.Tensor2D
-    const z = h.add(tf.matMul(hidden, v('shared.ffn.w2')).add(v('shared.ffn.b2'))) as tf.Tensor2D
-    return { logits: tf.matMul(z, v('shared.head.w')).add(v('shared.head.b')) as tf.Tensor2D, aux: null, routed: null }
+    const hidden = gelu(affine(h, 'shared.ffn.w1', 'shared.ffn.b1')) as tf.Tensor2D
+    const z = h.add(affine(hidden, 'shared.ffn.w2', 'shared.ffn.b2')) as tf.Tensor2D
+    return { logits: affine(z, 'shared.head.w', 'shared.head.b'), aux: null, routed: null }
   }
 
   return {
@@ -52,18 +53,19 @@ export function createMlpModel (spec: MlpSpec, initial: TensorMap = initParams(s
   const defs = paramDefs(spec)
   const store = createVariableStore(defs, initial)
   const layers = spec.hidden.length + 1
-  const v = (name: string): tf.Variable => store.variables.get(name)!
-  const layer = (x: tf.Tensor2D, l: number): tf.Tensor2D => tf.matMul(x, v(`shared.layer${l}.w`)).add(v(`shared.layer${l}.b`)) as tf.Tensor2D
+  const v = (name: string): tf.Tensor2D => store.variables.get(name)! as tf.Tensor2D
+  const layer = (x: tf.Tensor2D, l: number, activation: 'relu' | 'linear'): tf.Tensor2D =>
+    tf.fused.matMul({ a: x, b: v(`shared.layer${l}.w`), bias: v(`shared.layer${l}.b`), activation }) as tf.Tensor2D
 
   /** Output of the last hidden layer. */
   const hiddenOut = (x: tf.Tensor2D): tf.Tensor2D => {
     let a = x
-    for (let l = 0; l + 1 < layers; l++) a = tf.relu(layer(a, l))
+    for (let l = 0; l + 1 < layers; l++) a = layer(a, l, 'relu')
     return a
   }
   const forward = (x: tf.Tensor2D): ForwardResult => {
     checkInput(x, spec.inputDim)
-    return { logits: layer(hiddenOut(x), layers - 1), aux: null, routed: null }
+    return { logits: layer(hiddenOut(x), layers - 1, 'linear'), aux: null, routed: null }
   }
   const featureDim = spec.hidden[spec.hidden.length - 1]!
 

@@ -6,8 +6,8 @@
  * Dispatch trains on the wasm backend, which lacks gradients for gather and
  * TopK (STACK.md): the top-k choice is made in plain JS from the router's
  * probabilities (it is piecewise constant, so it has no gradient anyway), and
- * rows move to and from each expert by multiplying with constant one-hot
- * matrices, whose gradients are plain matmuls. Only the rows routed to an
+ * rows move to and from the experts by multiplying with a constant one-hot
+ * matrix, whose gradients are plain matmuls. Only the rows routed to an
  * expert run through it.
  */
 import * as tf from '@tensorflow/tfjs'
@@ -58,20 +58,34 @@ export function gateRoutes (gates: Float32Array, n: number, experts: number): In
   return lists.map(l => Int32Array.from(l))
 }
 
-/** rows.length x n one-hot selection matrix: S h picks the rows, S^T y puts them back. */
-function selection (rows: Int32Array, n: number): tf.Tensor2D {
-  const s = new Float32Array(rows.length * n)
-  for (let j = 0; j < rows.length; j++) s[j * n + rows[j]!] = 1
-  return tf.tensor2d(s, [rows.length, n])
+/**
+ * The routing slots of a pass: every (row, expert) pair that runs, grouped by
+ * expert. `select` (slots x n) picks each slot's row: select h gathers the
+ * experts' inputs, select^T y scatters their outputs back; `owner` (slots x E)
+ * marks each slot's expert, to read each slot's gate out of select g.
+ */
+function slotsOf (rows: Int32Array[], n: number, experts: number): { select: tf.Tensor2D, owner: tf.Tensor2D, total: number } {
+  const total = rows.reduce((s, r) => s + r.length, 0)
+  const select = new Float32Array(total * n)
+  const owner = new Float32Array(total * experts)
+  let slot = 0
+  for (let e = 0; e < experts; e++) {
+    for (const row of rows[e]!) {
+      select[slot * n + row] = 1
+      owner[slot * experts + e] = 1
+      slot++
+    }
+  }
+  return { select: tf.tensor2d(select, [total, n]), owner: tf.tensor2d(owner, [total, experts]), total }
 }
 
 export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(spec)): ClassifierModel {
   const defs = paramDefs(spec)
   const store = createVariableStore(defs, initial)
-  const v = (name: string): tf.Variable => store.variables.get(name)!
+  const v = (name: string): tf.Tensor2D => store.variables.get(name)! as tf.Tensor2D
   const E = spec.experts
 
-  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(tf.matMul(x, v('shared.trunk.w')).add(v('shared.trunk.b'))) as tf.Tensor2D
+  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(tf.fused.matMul({ a: x, b: v('shared.trunk.w'), bias: v('shared.trunk.b') })) as tf.Tensor2D
 
   const forward = (x: tf.Tensor2D, options: ForwardOptions = {}): ForwardResult => {
     if (x.rank !== 2 || x.shape[1] !== spec.inputDim) throw new ModelInputError(`input must be n x ${spec.inputDim}, got [${x.shape.join(', ')}]`)
@@ -84,7 +98,7 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
       rows = gateRoutes(options.gates, n, E)
       gates = tf.tensor2d(options.gates, [n, E])
     } else {
-      const probs = tf.softmax(tf.matMul(h, v('shared.router.w')).add(v('shared.router.b'))) as tf.Tensor2D
+      const probs = tf.softmax(tf.fused.matMul({ a: h, b: v('shared.router.w'), bias: v('shared.router.b') }))
       const routes = topKRoutes(probs.dataSync(), n, E, spec.topK)
       rows = routes.rows
       const masked = probs.mul(tf.tensor2d(routes.mask, [n, E]))
@@ -94,19 +108,26 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
       const share = tf.tensor1d(rows.map(r => r.length / (n * spec.topK)))
       aux = share.mul(probs.mean(0)).sum().mul(E) as tf.Scalar
     }
-    const parts: tf.Tensor2D[] = [h]
-    for (let e = 0; e < E; e++) {
-      const r = rows[e]!
-      if (r.length === 0) continue
-      const sel = selection(r, n)
-      const he = tf.matMul(sel, h)
-      const hidden = gelu(tf.matMul(he, v(`expert.${e}.w1`)).add(v(`expert.${e}.b1`)))
-      const y = tf.matMul(hidden as tf.Tensor2D, v(`expert.${e}.w2`)).add(v(`expert.${e}.b2`))
-      const g = tf.matMul(sel, tf.slice(gates, [0, e], [n, 1]))
-      parts.push(tf.matMul(sel, y.mul(g) as tf.Tensor2D, true, false))
+    // All experts' rows in one gather and one scatter; each expert runs on its contiguous block.
+    const { select, owner, total } = slotsOf(rows, n, E)
+    let z = h
+    if (total > 0) {
+      const hs = tf.matMul(select, h)
+      const gs = tf.matMul(select, gates).mul(owner).sum(1, true)
+      const outs: tf.Tensor2D[] = []
+      let offset = 0
+      for (let e = 0; e < E; e++) {
+        const count = rows[e]!.length
+        if (count === 0) continue
+        const he = tf.slice(hs, [offset, 0], [count, spec.width])
+        const hidden = gelu(tf.fused.matMul({ a: he, b: v(`expert.${e}.w1`), bias: v(`expert.${e}.b1`) })) as tf.Tensor2D
+        outs.push(tf.fused.matMul({ a: hidden, b: v(`expert.${e}.w2`), bias: v(`expert.${e}.b2`) }) as tf.Tensor2D)
+        offset += count
+      }
+      const ys = outs.length === 1 ? outs[0]! : tf.concat(outs, 0)
+      z = h.add(tf.matMul(select, ys.mul(gs) as tf.Tensor2D, true, false)) as tf.Tensor2D
     }
-    const z = parts.length === 1 ? h : tf.addN(parts)
-    const logits = tf.matMul(z, v('shared.head.w')).add(v('shared.head.b')) as tf.Tensor2D
+    const logits = tf.fused.matMul({ a: z, b: v('shared.head.w'), bias: v('shared.head.b') }) as tf.Tensor2D
     return { logits, aux, routed: Int32Array.from(rows, r => r.length) }
   }
 

@@ -1,0 +1,93 @@
+/**
+ * Training throughput (samples/s) of the MoE and its dense baseline (same
+ * active parameter count) on the wasm and the plain cpu backend, for one
+ * trainer and for two trainers in two worker threads at once, all in one run.
+ * Every trainer runs in a worker thread so the four set-ups pay the same
+ * overheads. Ratios: wasm_vs_cpu (target >= 5) and two_workers_vs_one
+ * (target >= 1.7 on 2 cores).
+ *
+ * Args: --seconds S (per timed run, default 2), --batch B (default 128),
+ * --reps R (alternating single/pair runs, best counts; default 3).
+ * The GPU path: `--backends gpu,wasm` once tfjs-node-gpu is installed.
+ */
+import { createSilentLogger } from '../coordinator/components.ts'
+import { loadMnist } from '../node/data/mnist.ts'
+import { denseSpecFor, paramCounts } from '../node/model/params.ts'
+import { parseMoeSpec, type ModelSpec } from '../node/model/spec.ts'
+import { createWorkerTrainer, shareLabeledData } from '../node/train/worker.ts'
+import { parseBackendPreference, type BackendPreference } from '../node/model/backend.ts'
+import type { LabeledData } from '../node/data/types.ts'
+import type { BenchContext, Figures } from './run.ts'
+
+function arg (args: string[], name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100
+
+/**
+ * Samples/s of one trainer alone and of two at once, on one backend. Two
+ * workers stay up for the whole measurement; single and pair runs alternate
+ * `reps` times and the best of each counts, which damps other load on a
+ * shared machine.
+ */
+async function measure (spec: ModelSpec, backend: BackendPreference, data: LabeledData, batch: number, seconds: number, reps: number): Promise<{ one: number, two: number, backend: string }> {
+  const trainers = [0, 1].map(i => createWorkerTrainer({ spec, optimizer: { kind: 'adam', lr: 0.001 }, backend, data, batchSeed: i }, { logger: createSilentLogger() }))
+  try {
+    const infos = await Promise.all(trainers.map(async t => await t.start()))
+    // Warm-up (JIT, wasm compilation, optimizer slots), then size the timed runs.
+    await Promise.all(trainers.map(async t => await t.steps(3, batch)))
+    const t0 = performance.now()
+    await trainers[0]!.steps(3, batch)
+    const steps = Math.max(5, Math.round((seconds * 1000) / ((performance.now() - t0) / 3)))
+    let one = 0
+    let two = 0
+    for (let r = 0; r < reps; r++) {
+      const t1 = performance.now()
+      await trainers[0]!.steps(steps, batch)
+      one = Math.max(one, (steps * batch) / ((performance.now() - t1) / 1000))
+      const t2 = performance.now()
+      await Promise.all(trainers.map(async t => await t.steps(steps, batch)))
+      two = Math.max(two, (2 * steps * batch) / ((performance.now() - t2) / 1000))
+    }
+    return { one, two, backend: infos[0]!.name }
+  } finally {
+    await Promise.all(trainers.map(async t => await t.stop()))
+  }
+}
+
+export default async function bench (ctx: BenchContext): Promise<Figures> {
+  const seconds = Number(arg(ctx.args, 'seconds', '2'))
+  const batch = Number(arg(ctx.args, 'batch', '128'))
+  const reps = Number(arg(ctx.args, 'reps', '3'))
+  const backends = arg(ctx.args, 'backends', 'wasm,cpu').split(',').map(parseBackendPreference)
+  const data = shareLabeledData(await loadMnist({ split: 'train', limit: 10_000 }))
+  const moe = parseMoeSpec({ inputDim: 784, width: 128, expertHidden: 128, experts: 4, topK: 2, classes: 10, seed: 1 })
+  const dense = denseSpecFor(moe)
+  const models: Array<[string, ModelSpec]> = [['moe', moe], ['dense', dense]]
+  ctx.print(`MoE 784-128, 4 experts of 128, top-2: ${paramCounts(moe).active} active / ${paramCounts(moe).total} parameters; dense baseline (ffn ${dense.hidden}): ${paramCounts(dense).active}`)
+  ctx.print(`batch ${batch}, Adam, best of ${reps} runs of ~${seconds}s, ${backends.join(' and ')}; every trainer in its own worker thread`)
+
+  const results: Record<string, number> = {}
+  for (const [name, spec] of models) {
+    for (const backend of backends) {
+      const r = await measure(spec, backend, data, batch, seconds, reps)
+      results[`${name}_${r.backend}_1w_samples_per_s`] = round(r.one)
+      results[`${name}_${r.backend}_2w_samples_per_s`] = round(r.two)
+      ctx.print(`${name.padEnd(6)} ${r.backend.padEnd(5)} one trainer ${r.one.toFixed(0).padStart(6)} samples/s, two workers ${r.two.toFixed(0).padStart(6)} samples/s`)
+    }
+  }
+  const [fast, slow] = backends
+  const ratio = (a: string, b: string): number => round((results[a] ?? NaN) / (results[b] ?? NaN))
+  const figures: Figures = {
+    ...results,
+    wasm_vs_cpu: ratio(`moe_${fast}_1w_samples_per_s`, `moe_${slow}_1w_samples_per_s`),
+    dense_wasm_vs_cpu: ratio(`dense_${fast}_1w_samples_per_s`, `dense_${slow}_1w_samples_per_s`),
+    two_workers_vs_one: ratio(`moe_${fast}_2w_samples_per_s`, `moe_${fast}_1w_samples_per_s`),
+    dense_two_workers_vs_one: ratio(`dense_${fast}_2w_samples_per_s`, `dense_${fast}_1w_samples_per_s`),
+    moe_vs_dense: ratio(`moe_${fast}_1w_samples_per_s`, `dense_${fast}_1w_samples_per_s`)
+  }
+  ctx.print(`wasm_vs_cpu ${String(figures.wasm_vs_cpu)} (target >= 5), two_workers_vs_one ${String(figures.two_workers_vs_one)} (target >= 1.7)`)
+  return figures
+}
