@@ -71,3 +71,9 @@ export class PrivacyConfigError extends ForgemeshError {
   override name = 'PrivacyConfigError'
   override readonly code = 'ERR_PRIVACY_CONFIG'
 }
+
+/** Bad input to the routing math (coordinator/routing): shapes, budgets, released statistics. */
+export class RoutingInputError extends ForgemeshError {
+  override name = 'RoutingInputError'
+  override readonly code = 'ERR_ROUTING_INPUT'
+}
