@@ -58,7 +58,7 @@ export function helpText (usage: string, summary: string, spec: FlagSpec): strin
  * new config-like error in any layer only needs its code listed here.
  */
 export const BAD_INPUT_CODES: ReadonlySet<string> = new Set([
-  'ERR_USAGE', 'ERR_CONFIG', 'ERR_API_CONFIG', 'ERR_INSECURE_MESH',
+  'ERR_USAGE', 'ERR_CONFIG', 'ERR_API_CONFIG', 'ERR_INSECURE_MESH', 'ERR_PSK_FILE',
   'ERR_DATASET_SCHEMA', 'ERR_SYNTHETIC_SCHEMA', 'ERR_TOPOLOGY', 'ERR_MODEL_SPEC', 'ERR_PRIVACY_CONFIG'
 ])
 

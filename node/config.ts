@@ -44,7 +44,8 @@ const Multiaddr = z.string().max(1024).refine(isMultiaddr, 'expected a multiaddr
 export const Member = z.strictObject({
   name: Name.optional().describe('A label for logs and status; the peer id is what the mesh checks.'),
   peerId: PeerId.describe('The member\'s peer id, as `forgemesh init` printed it at that site.'),
-  addresses: z.array(Multiaddr).default(() => []).describe('Where to dial it; /p2p/<peerId> is appended when missing. Empty: it dials us.')
+  addresses: z.array(Multiaddr).default(() => []).describe('Where to dial it; /p2p/<peerId> is appended when missing. Empty: it dials us.'),
+  priority: z.number().default(0).describe('Its election priority (as that site sets mesh.priority).')
 })
 
 export const MeshConfig = z.strictObject({
@@ -52,24 +53,29 @@ export const MeshConfig = z.strictObject({
   pskFile: FilePath.nullable().default('federation.psk').describe('The federation\'s private-network key (pnet swarm key v1). null only with insecureOpenMesh.'),
   insecureOpenMesh: z.boolean().default(false).describe('Run with no federation key: local experiments only, logged loudly.'),
   members: z.array(Member).default(() => []).describe('The other sites of the federation: the allowlist and the addresses to dial.'),
-  priority: z.number().int().default(0).describe('Election priority of this site for the round coordinator role; higher wins, then peer id.')
+  priority: z.number().default(0).describe('This site\'s election priority for the round coordinator role; higher wins, then the smaller peer id. Every member must list the same priorities.')
 })
 
 // ---- federation -----------------------------------------------------------
 
-// Every member must agree on these; a member whose model spec differs is refused.
+// Every member must agree on these; a member whose model spec differs is
+// refused. Names and defaults follow the site runtime's own settings
+// (node/site/config.ts), which validates them again when the node starts.
 export const FederationConfig = z.strictObject({
   rounds: z.number().int().positive().max(10_000_000).default(100).describe('Rounds the federation runs; the node keeps serving after the last one.'),
   localSteps: z.number().int().positive().default(10).describe('H: local training steps per round.'),
   strategy: StrategyConfigSchema.default(() => StrategyConfigSchema.parse({ kind: 'fedavg' })),
   compression: CompressionConfigSchema.default(() => CompressionConfigSchema.parse({ kind: 'none' })),
   privacy: PrivacySettingsSchema.default(() => PrivacySettingsSchema.parse({})),
-  // 0.6: a round of five goes on with two sites down, never with a minority.
-  quorum: z.number().gt(0).max(1).default(0.6).describe('Fraction of live members a round needs before its deadline.'),
-  minParticipants: z.number().int().positive().default(1).describe('A round never commits with fewer updates than this.'),
-  roundTimeoutS: z.number().positive().default(120).describe('Deadline of a round; at it, the round commits with what it has if quorum holds, else aborts.'),
-  heartbeatMs: z.number().int().positive().default(1000),
-  electionTimeoutMs: z.number().int().positive().default(5000).describe('A coordinator silent this long is replaced; several heartbeats, so one lost beat does not cause an election.')
+  quorumFraction: z.number().gt(0).max(1).default(0.5).describe('Share of a round\'s invited members whose updates make a quorum.'),
+  minUpdates: z.number().int().positive().default(1).describe('A round never commits with fewer updates than this.'),
+  minParticipants: z.number().int().positive().default(1).describe('A coordinator opens a round only when this many members (itself included) are live.'),
+  roundTimeoutMs: z.number().int().positive().default(60_000).describe('How long a coordinator collects updates before closing with what it has (or aborting without quorum).'),
+  heartbeatIntervalMs: z.number().int().positive().default(1_000),
+  // Several intervals, so one lost greeting does not cause an election.
+  heartbeatTimeoutMs: z.number().int().positive().default(5_000).describe('A member not heard from this long is not live; a silent coordinator is replaced.'),
+  retryMs: z.number().int().positive().default(250).describe('How soon an update the coordinator was not ready for is retried.'),
+  seed: z.union([z.number().int(), z.string().min(1).max(256)]).default(0).describe('Round seeds derive from it: the same at every member.')
 })
 
 // ---- learner --------------------------------------------------------------
@@ -140,6 +146,10 @@ export const SiteConfig = SiteConfigShape.superRefine((c, ctx) => {
       }
     })
   })
+  const f = c.federation
+  if (f.heartbeatTimeoutMs <= f.heartbeatIntervalMs) {
+    ctx.addIssue({ code: 'custom', path: ['federation', 'heartbeatTimeoutMs'], message: `must be longer than heartbeatIntervalMs (${f.heartbeatIntervalMs}), or every member looks dead between two greetings`, input: f.heartbeatTimeoutMs })
+  }
   if (!LOOPBACK.has(c.api.host) && c.api.tokenFile === undefined) {
     ctx.addIssue({ code: 'custom', path: ['api', 'tokenFile'], message: `api.host ${c.api.host} is not loopback: a bearer token file is required`, input: undefined })
   }

@@ -77,7 +77,7 @@ export async function initSite (options: InitSiteOptions, components: { clock: C
     identityFile: IDENTITY,
     storeDir: 'store',
     mesh: { listen, pskFile: PSK, members: [] },
-    federation: { rounds: 100, localSteps: 10, strategy: { kind: 'fedavg' }, quorum: 0.6, roundTimeoutS: 120 },
+    federation: { rounds: 100, localSteps: 10, strategy: { kind: 'fedavg' }, quorumFraction: 0.5, roundTimeoutMs: 60_000 },
     learner: { kind: 'regression' },
     api: { host: '127.0.0.1', port: options.apiPort ?? 7400 },
     log: { level: 'info' }

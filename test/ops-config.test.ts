@@ -26,7 +26,7 @@ describe('site config schema', () => {
     expect(c.storeDir).toBe('store')
     expect(c.mesh).toEqual({ listen: ['/ip4/0.0.0.0/tcp/4100'], pskFile: 'federation.psk', insecureOpenMesh: false, members: [], priority: 0 })
     expect(c.federation.strategy).toEqual({ kind: 'fedavg', serverLr: 1 })
-    expect(c.federation.quorum).toBe(0.6)
+    expect(c.federation.quorumFraction).toBe(0.5)
     expect(c.learner).toEqual({ kind: 'regression', dim: 8, samples: 256, seed: 1, lr: 0.1 })
     expect(c.api).toEqual({ host: '127.0.0.1', port: 7400 })
     expect(c.log).toEqual({ level: 'info', format: 'auto' })
@@ -36,7 +36,7 @@ describe('site config schema', () => {
     const err = errorOf(() => parseSiteConfig({
       site: 'alpha',
       mesh: { members: [{ peerId: PEER_B }, { peerId: 'bob', addresses: ['tcp:4100'] }] },
-      federation: { quorum: 0, localSteps: 2.5, strategy: { kind: 'fedmagic' } },
+      federation: { quorumFraction: 0, localSteps: 2.5, strategy: { kind: 'fedmagic' } },
       api: { port: -5 },
       extra: true
     }, 'site.json'))
@@ -47,7 +47,7 @@ describe('site config schema', () => {
       '  mesh.members[1].addresses[0]: expected a multiaddr such as /ip4/10.0.0.2/tcp/4100, got "tcp:4100"',
       '  federation.localSteps: expected an integer, got 2.5',
       '  federation.strategy.kind: Invalid discriminator value. Expected \'fedavg\' | \'fedadam\' | \'fedyogi\' | \'diloco\' | \'median\' | \'trimmed-mean\' | \'krum\' | \'multi-krum\', got "fedmagic"',
-      '  federation.quorum: expected a number > 0, got 0',
+      '  federation.quorumFraction: expected a number > 0, got 0',
       '  api.port: expected a number ≥ 0, got -5',
       '  (root): unknown field \'extra\''
     ])
@@ -57,6 +57,8 @@ describe('site config schema', () => {
   it('cross-field rules are reported at the field to change', () => {
     const lines = (input: unknown): string[] => errorOf(() => parseSiteConfig(input)).message.split('\n').slice(1).map(l => l.trim())
     expect(lines({ site: 'a', api: { host: '0.0.0.0' } })).toEqual(['api.tokenFile: api.host 0.0.0.0 is not loopback: a bearer token file is required, got nothing'])
+    expect(lines({ site: 'a', federation: { heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 2000 } }))
+      .toEqual(['federation.heartbeatTimeoutMs: must be longer than heartbeatIntervalMs (2000), or every member looks dead between two greetings, got 2000'])
     expect(lines({ site: 'a', mesh: { pskFile: null } })).toEqual(['mesh.pskFile: a federation key file is required unless mesh.insecureOpenMesh is true, got null'])
     expect(lines({ site: 'a', mesh: { members: [{ peerId: PEER_A }, { peerId: PEER_A }] } })).toEqual([`mesh.members[1].peerId: duplicate member, got "${PEER_A}"`])
     expect(lines({ site: 'a', mesh: { members: [{ peerId: PEER_A, addresses: [`/ip4/10.0.0.2/tcp/4100/p2p/${PEER_B}`] }] } }))
