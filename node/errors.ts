@@ -242,3 +242,47 @@ export class NodeNotRunningError extends ForgemeshError {
   override name = 'NodeNotRunningError'
   override readonly code = 'ERR_NODE_NOT_RUNNING'
 }
+
+// --- experts: artifacts, registry, exchange, assembly, export (area "experts") ---
+
+/** Bytes that are not an expert artifact: too large, not safetensors, no or malformed manifest. */
+export class ArtifactFormatError extends ForgemeshError {
+  override name = 'ArtifactFormatError'
+  override readonly code = 'ERR_ARTIFACT_FORMAT'
+}
+
+/** The artifact's bytes or tensors do not hash to what was asked for or what its signed manifest says. */
+export class ArtifactHashMismatchError extends ForgemeshError {
+  override name = 'ArtifactHashMismatchError'
+  override readonly code = 'ERR_ARTIFACT_HASH_MISMATCH'
+}
+
+/** The signature over an artifact manifest or a revocation does not verify with the member's key. */
+export class ArtifactSignatureError extends ForgemeshError {
+  override name = 'ArtifactSignatureError'
+  override readonly code = 'ERR_ARTIFACT_SIGNATURE'
+}
+
+/** An artifact or revocation signed by (claiming to come from) a site that is not a member. */
+export class NotAMemberError extends ForgemeshError {
+  override name = 'NotAMemberError'
+  override readonly code = 'ERR_NOT_A_MEMBER'
+}
+
+/** An artifact built for another model spec, or whose tensors do not fit this spec. */
+export class SpecMismatchError extends ForgemeshError {
+  override name = 'SpecMismatchError'
+  override readonly code = 'ERR_SPEC_MISMATCH'
+}
+
+/** Assembly cannot proceed: two artifacts for one slot, an unknown expert id, a router that returns bad gates. */
+export class AssemblyError extends ForgemeshError {
+  override name = 'AssemblyError'
+  override readonly code = 'ERR_ASSEMBLY'
+}
+
+/** An export folder whose manifest.json or model.safetensors is missing, malformed or does not match its hash. */
+export class ExportFormatError extends ForgemeshError {
+  override name = 'ExportFormatError'
+  override readonly code = 'ERR_EXPORT_FORMAT'
+}
