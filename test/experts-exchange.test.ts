@@ -41,12 +41,12 @@ interface Site {
   events: { [K in keyof ExchangeEvents]: Array<ExchangeEvents[K]> }
 }
 
-async function makeSite (dir: string, id: SiteIdentity, init: { psk: Uint8Array, allowlist: string[], bootstrap: string[] }, extra: Partial<Pick<ExpertExchangeComponents, 'fetchBlob'>> = {}): Promise<Site> {
+async function makeSite (dir: string, id: SiteIdentity, init: { psk: Uint8Array, allowlist: string[], bootstrap: string[], syncOnConnect?: boolean }, extra: Partial<Pick<ExpertExchangeComponents, 'fetchBlob'>> = {}): Promise<Site> {
   const store = await openSiteStore(`${dir}/${id.peerId}`)
   const registry = createExpertRegistry({ store, clock: systemClock })
   const audit = createAuditLog(store, { clock: systemClock })
-  const h = host(id, init)
-  const exchange = createExpertExchange({ spec, members: memberKeys(init.allowlist), maxConcurrentFetches: 2 }, { host: h, identity: id, registry, clock: systemClock, logger: quiet, audit, ...extra })
+  const h = host(id, { psk: init.psk, allowlist: init.allowlist, bootstrap: init.bootstrap })
+  const exchange = createExpertExchange({ spec, members: memberKeys(init.allowlist), maxConcurrentFetches: 2, syncOnConnect: init.syncOnConnect }, { host: h, identity: id, registry, clock: systemClock, logger: quiet, audit, ...extra })
   const events: Site['events'] = { stored: [], rejected: [], withdrawn: [] }
   exchange.on('stored', e => events.stored.push(e))
   exchange.on('rejected', e => events.rejected.push(e))
@@ -199,16 +199,18 @@ describe('downloads are bounded and deduplicated by hash', () => {
   it('runs at most two at once, queues the rest, fetches a hash announced twice once', async () => {
     const ids = await identities(dir.path, 3)
     const allowlist = ids.map(i => i.peerId)
+    // No inventory sync on connect here: only announces may start downloads, so the counts are exact.
+    const init = { psk, allowlist, syncOnConnect: false }
     const held: Array<() => void> = []
     let holding = true
     const heldFetch: ExpertExchangeComponents['fetchBlob'] = async (...args) => {
       if (holding) await new Promise<void>(resolve => { held.push(resolve) })
       return await fetchBlob(...args)
     }
-    const P = await makeSite(dir.path, ids[0]!, { psk, allowlist, bootstrap: [] })
+    const P = await makeSite(dir.path, ids[0]!, { ...init, bootstrap: [] })
     // R is connected to Q only, so P's announces reach Q alone.
-    const R = await makeSite(dir.path, ids[1]!, { psk, allowlist, bootstrap: [] })
-    const Q = await makeSite(dir.path, ids[2]!, { psk, allowlist, bootstrap: [P.host.multiaddrs()[0]!, R.host.multiaddrs()[0]!] }, { fetchBlob: heldFetch })
+    const R = await makeSite(dir.path, ids[1]!, { ...init, bootstrap: [] })
+    const Q = await makeSite(dir.path, ids[2]!, { ...init, bootstrap: [P.host.multiaddrs()[0]!, R.host.multiaddrs()[0]!] }, { fetchBlob: heldFetch })
     sites.push(P, R, Q)
     await waitFor('Q connected to P and R', () => Q.host.connectedPeers().length === 2 && P.host.connectedPeers().length === 1 && R.host.connectedPeers().length === 1)
     const artifacts: VerifiedArtifact[] = []
