@@ -286,3 +286,17 @@ export class ExportFormatError extends ForgemeshError {
   override name = 'ExportFormatError'
   override readonly code = 'ERR_EXPORT_FORMAT'
 }
+
+// --- site runtime (area "site runtime") ---
+
+/** A site runtime used out of order: run() before start(), two runs at once, or after stop(). */
+export class SiteStateError extends ForgemeshError {
+  override name = 'SiteStateError'
+  override readonly code = 'ERR_SITE_STATE'
+}
+
+/** Missed rounds could not be fetched from any peer (none has them, or they do not fit a frame). */
+export class CatchUpError extends ForgemeshError {
+  override name = 'CatchUpError'
+  override readonly code = 'ERR_CATCH_UP'
+}

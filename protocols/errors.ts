@@ -66,3 +66,29 @@ export class SafetensorsDtypeError extends ForgemeshError {
   override name = 'SafetensorsDtypeError'
   override readonly code: string = 'ERR_SAFETENSORS_DTYPE'
 }
+
+// --- site runtime payloads (area "site runtime") ---
+
+/** An update body that does not decode to the federation's shared parameters (names, shapes, compressed payload). */
+export class UpdatePayloadError extends WireFormatError {
+  override name = 'UpdatePayloadError'
+  override readonly code: string = 'ERR_UPDATE_PAYLOAD'
+}
+
+/** An update holding NaN or Infinity: poison for every aggregate, so its sender is cut off. */
+export class NonFiniteUpdateError extends WireFormatError {
+  override name = 'NonFiniteUpdateError'
+  override readonly code: string = 'ERR_NON_FINITE_UPDATE'
+}
+
+/** A frame that claims to come from another site than the peer's hello said. */
+export class SiteImpersonationError extends WireFormatError {
+  override name = 'SiteImpersonationError'
+  override readonly code: string = 'ERR_SITE_IMPERSONATION'
+}
+
+/** A committed-round bundle (aggregate, record, strategy state) whose parts are missing or malformed. */
+export class CommitBundleError extends WireFormatError {
+  override name = 'CommitBundleError'
+  override readonly code: string = 'ERR_COMMIT_BUNDLE'
+}

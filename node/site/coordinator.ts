@@ -1,0 +1,255 @@
+/**
+ * The coordinator role, taken by whichever site the election names. It
+ * drives the pure round machine (coordinator/round.ts): open the round with
+ * the live members, take their updates (stale and future rounds, strangers
+ * and repeats are the machine's to judge), close on all-in or at the
+ * deadline, aggregate with the strategy, announce the commit to every live
+ * member, then write it to its own log. Order matters: members hold a round
+ * before the coordinator does, so a coordinator that dies after announcing
+ * loses nothing, and one that dies before leaves nothing behind.
+ *
+ * A missed quorum or a participant cut off for misbehaving reopens the round
+ * (nothing committed); updates already received for the round are fed to the
+ * new attempt again, since nothing of the failed attempt counted.
+ */
+import type { Clock, Logger, Random } from '../../coordinator/components.ts'
+import { createRoundMachine, type RoundEvent, type RoundMachine, type UpdateInput } from '../../coordinator/round.ts'
+import type { Strategy } from '../../coordinator/strategies/types.ts'
+import type { ModelService } from '../mesh/model.ts'
+import { RoundConflictError } from '../errors.ts'
+import { recordFromOutcome, type RoundLog } from '../round-log.ts'
+import { encodeCommitBundle } from './bundle.ts'
+import type { CommitPath } from './commits.ts'
+import type { FederationSettings } from './config.ts'
+import type { Presence } from './presence.ts'
+
+export interface IncomingUpdate extends UpdateInput {
+  peerId: string
+  baseHash: string | undefined
+}
+
+export interface Verdict { accepted: boolean, reason?: string }
+
+export interface CoordinatorEvents {
+  aborted: (e: { round: number, attempt: number, reason: string, error?: { name: string, message: string } }) => void
+  opened: (e: { round: number, attempt: number, participants: string[] }) => void
+  /** The loop should look again (a round committed, reopened, or given up). */
+  wake: () => void
+}
+
+export interface CoordinatorRoleInit {
+  settings: FederationSettings
+  specHash: string
+  vectorLength: number
+  announceTimeoutMs: number
+}
+
+export interface CoordinatorRoleComponents {
+  clock: Clock
+  logger: Logger
+  /** The federation's seeded source: round seeds must not depend on which site coordinates. */
+  roundRandom: () => Random
+  strategy: Strategy
+  log: RoundLog
+  commits: CommitPath
+  presence: Presence
+  model: ModelService
+  selfPeerId: string
+  events: CoordinatorEvents
+}
+
+export interface CoordinatorRole {
+  /** Called by the site's loop while this site is elected: catch up once per term, then open round `round` if it can. */
+  lead: (round: number, options?: { signal?: AbortSignal }) => Promise<void>
+  /** Drops the machine (another site was elected); nothing of an open round was committed. */
+  retire: () => void
+  receive: (u: IncomingUpdate) => Verdict
+  /** A participant was cut off: reopen the current attempt without it. */
+  dropParticipant: (site: string) => void
+  isLeading: () => boolean
+  stop: () => void
+}
+
+export function createCoordinatorRole (init: CoordinatorRoleInit, components: CoordinatorRoleComponents): CoordinatorRole {
+  const { settings } = init
+  const { clock, presence, commits, events } = components
+  const log = components.logger
+  let machine: RoundMachine | undefined
+  let held = new Map<string, UpdateInput>()
+  let heldRound = 0
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let finalizing = false
+  let caughtUp = false
+  let baseHash = ''
+
+  const participants = (): string[] => presence.live().map(p => presence.siteOf(p)).filter((s): s is string => s !== undefined)
+
+  const clearTimer = (): void => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+  }
+
+  const drop = (): void => {
+    clearTimer()
+    machine = undefined
+    held = new Map()
+    heldRound = 0
+  }
+
+  const schedule = (): void => {
+    clearTimer()
+    const st = machine?.status()
+    if (st?.phase !== 'collecting' || st.deadline === undefined) return
+    timer = setTimeout(onDeadline, Math.max(0, st.deadline - clock.now()) + 1)
+  }
+
+  /** After a reopen: what arrived for this round counts again, once, in the new attempt. */
+  const refeed = (m: RoundMachine): void => {
+    const st = m.status()
+    if (heldRound !== st.round) return
+    for (const site of [...held.keys()].sort()) {
+      if (!st.participants.includes(site)) continue
+      m.receiveUpdate(held.get(site)!)
+    }
+  }
+
+  const handle = (m: RoundMachine, list: RoundEvent[]): void => {
+    for (const e of list) {
+      if (e.type === 'quorum-missed') events.aborted({ round: e.round, attempt: e.attempt, reason: 'quorum-missed', error: e.error })
+      if (e.type === 'aborted') events.aborted({ round: e.round, attempt: e.attempt, reason: e.reason })
+      if (e.type === 'open') {
+        events.opened({ round: e.round, attempt: e.attempt, participants: e.participants })
+        refeed(m)
+      }
+    }
+    if (m.status().phase === 'ready') void finalize(m)
+    else schedule()
+    events.wake()
+  }
+
+  function onDeadline (): void {
+    timer = undefined
+    const m = machine
+    if (m === undefined) return
+    handle(m, m.tick({ participants: participants() }))
+  }
+
+  const finalize = async (m: RoundMachine): Promise<void> => {
+    if (finalizing || machine !== m || m.status().phase !== 'ready') return
+    finalizing = true
+    clearTimer()
+    try {
+      const round = m.status().round
+      if (commits.lastRound() !== round - 1) { drop(); return }
+      const last = commits.lastRound()
+      const state = last === 0 ? null : (await components.log.strategyState(last))!
+      const outcome = m.aggregate({ global: await commits.global(), strategy: components.strategy, state })
+      const { record, aggregateBytes, strategyState } = recordFromOutcome(outcome, await components.log.lastHash())
+      const bundle = { record, aggregateBytes, strategyState, facts: { bytes: outcome.bytes } }
+      const commit = encodeCommitBundle(bundle)
+      const peers = presence.live().filter(p => p !== components.selfPeerId)
+      const answers = await Promise.allSettled(peers.map(async p => await components.model.announce(p, commit, { signal: AbortSignal.timeout(init.announceTimeoutMs) })))
+      const conflict = answers.findIndex(a => a.status === 'fulfilled' && !a.value.accepted && a.value.reason?.startsWith('conflict') === true)
+      if (conflict >= 0) {
+        // Another coordinator's round r landed first: ours is dropped, theirs is fetched.
+        log.warn('round.conflict', { round, peer: peers[conflict] })
+        drop()
+        caughtUp = false
+        return
+      }
+      answers.forEach((a, i) => {
+        if (a.status === 'rejected') log.info('announce.failed', { round, peer: peers[i], error: (a.reason as Error).message })
+        else if (!a.value.accepted) log.info('announce.refused', { round, peer: peers[i], reason: a.value.reason })
+      })
+      try {
+        await commits.commitOwn(bundle)
+      } catch (err) {
+        if (!(err instanceof RoundConflictError)) throw err
+        log.warn('round.conflict', { round, error: err.message })
+        drop()
+        return
+      }
+      if (machine === m) {
+        m.commit({ aggregateHash: record.aggregateHash })
+        held = new Map()
+      }
+    } catch (err) {
+      log.error('round.finalize.failed', { error: err })
+      if (machine === m && m.status().phase !== 'idle') handle(m, m.abort(`finalize failed: ${(err as Error).message}`, { participants: participants() }))
+    } finally {
+      finalizing = false
+      events.wake()
+    }
+  }
+
+  return {
+    lead: async (round, options = {}) => {
+      if (!caughtUp) {
+        // A new coordinator first takes every round the others committed.
+        await commits.catchUp(presence.live().filter(p => p !== components.selfPeerId), options)
+        caughtUp = true
+        if (commits.lastRound() >= round) return
+      }
+      if (finalizing) return
+      if (machine !== undefined) {
+        const st = machine.status()
+        if (st.round === round) {
+          if (st.phase === 'idle') open(machine)
+          return
+        }
+        if (st.phase !== 'idle') drop()
+        else machine.advanceTo(round)
+      }
+      machine ??= createRoundMachine({
+        specHash: init.specHash,
+        vectorLength: init.vectorLength,
+        roundTimeoutMs: settings.roundTimeoutMs,
+        quorumFraction: settings.quorumFraction,
+        minUpdates: settings.minUpdates,
+        nextRound: round
+      }, { clock, random: components.roundRandom(), logger: log.child('round') })
+      open(machine)
+    },
+    retire: () => {
+      if (machine === undefined && caughtUp === false) return
+      if (machine !== undefined) log.info('coordinator.retired', { round: machine.status().round })
+      drop()
+      caughtUp = false
+    },
+    receive: (u) => {
+      const m = machine
+      if (m === undefined) return { accepted: false, reason: 'not-collecting: this coordinator has not opened a round yet' }
+      const st = m.status()
+      if (u.round === st.round && st.phase === 'collecting' && u.baseHash !== baseHash) {
+        return { accepted: false, reason: `base-mismatch: update for round ${u.round} was computed from ${String(u.baseHash).slice(0, 12)}, the committed parameters hash to ${baseHash.slice(0, 12)}` }
+      }
+      const result = m.receiveUpdate(u)
+      if (result.status === 'rejected' && result.reason === 'future-round') {
+        // A member ahead of us: a round was committed elsewhere. Catch up before going on.
+        caughtUp = false
+        events.wake()
+      }
+      if (result.status === 'rejected') return { accepted: false, reason: `${result.reason}: ${result.message}` }
+      if (result.status === 'duplicate') return { accepted: true, reason: 'duplicate' }
+      if (heldRound !== st.round) { held = new Map(); heldRound = st.round }
+      held.set(u.site, { ...u, delta: u.delta.slice() })
+      if (m.status().phase === 'ready') void finalize(m)
+      return { accepted: true }
+    },
+    dropParticipant: (site) => {
+      held.delete(site)
+      const m = machine
+      if (m === undefined || m.status().phase !== 'collecting' || !m.status().participants.includes(site)) return
+      handle(m, m.abort(`participant ${site} was cut off`, { participants: participants().filter(s => s !== site) }))
+    },
+    isLeading: () => machine !== undefined,
+    stop: drop
+  }
+
+  function open (m: RoundMachine): void {
+    const list = participants()
+    if (list.length < settings.minParticipants) return
+    baseHash = commits.globalHash()
+    handle(m, [m.open(list)])
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * A site of the federation: the mesh host, membership with heartbeats and
+ * election, the member role (train, privatise, compress, send), the
+ * coordinator role (the pure round machine, taken when elected), the durable
+ * commit path with catch-up, and the hooks others build on (a `commit` event
+ * after every committed round, `status()`).
+ *
+ *   const site = createSite(init, { clock, random, logger, learner })
+ *   await site.start()
+ *   await site.run({ untilRound: 20 })   // or site.runRounds(20)
+ *   site.on('commit', ({ round, aggregateHash, participants, bytes }) => ...)
+ *   await site.stop()
+ */
+import type { Clock, Logger, Random } from '../../coordinator/components.ts'
+import { createSeededRandom } from '../../coordinator/components.ts'
+import type { RoundBytes } from '../../coordinator/compression/accounting.ts'
+import { createCompressor } from '../../coordinator/compression/combined.ts'
+import { createStrategy } from '../../coordinator/strategies/registry.ts'
+import { SiteImpersonationError } from '../../protocols/errors.ts'
+import { MEMBERSHIP_PROTOCOL } from '../../protocols/membership/constants.ts'
+import { MODEL_PROTOCOL, MODEL_TIMEOUT_MS } from '../../protocols/model/constants.ts'
+import { flattenTensors } from '../../protocols/tensors.ts'
+import { UPDATE_PROTOCOL, UPDATE_TIMEOUT_MS } from '../../protocols/update/constants.ts'
+import { createAuditLog, type AuditKind, type AuditLog } from '../audit.ts'
+import { ConfigError, SiteStateError } from '../errors.ts'
+import type { SiteIdentity } from '../identity.ts'
+import { createSiteHost, type PeerTraffic, type SiteHost, type SiteHostInit, type WireTap } from '../mesh/host.ts'
+import { createMembership } from '../mesh/membership.ts'
+import { createModelService } from '../mesh/model.ts'
+import { createUpdateService } from '../mesh/update.ts'
+import { createSiteMetrics, type SiteMetrics } from '../metrics.ts'
+import { createPrivacyLedger, type PrivacyLedger, type Spent } from '../privacy/ledger.ts'
+import { createPrivateUpdates, resolvePrivacyPlan } from '../privacy/updates.ts'
+import { createRoundLog, type RoundLog } from '../round-log.ts'
+import { openSiteStore, type SiteStore } from '../store.ts'
+import { decodeUpdate } from './bundle.ts'
+import { createCommitPath, type CommitPath, type CommitVia, type Committed } from './commits.ts'
+import { parseFederationSettings, type FederationSettingsInput } from './config.ts'
+import { createCoordinatorRole, type CoordinatorRole } from './coordinator.ts'
+import type { Learner } from './learner.ts'
+import { createMemberRole, type MemberRole, type SentUpdate } from './member.ts'
+import { createPresence, type Presence } from './presence.ts'
+import { createEmitter, createWaker } from './signals.ts'
+
+export interface SiteInit {
+  /** The site's name in the federation (hello, round records). */
+  site: string
+  identity: SiteIdentity
+  /** An open store (the caller closes it), or a folder to open at start and close at stop. */
+  store: SiteStore | string
+  host: Omit<SiteHostInit, 'identity'>
+  federation: FederationSettingsInput
+  /** sha256 hex of the model spec: members with another spec are refused. */
+  specHash: string
+  roles?: string[]
+}
+
+export interface SiteComponents {
+  clock: Clock
+  random: Random
+  logger: Logger
+  learner: Learner
+  wireTap?: WireTap
+  /** The service's audit log and metrics, when it owns them; otherwise the site makes its own. */
+  audit?: AuditLog
+  metrics?: SiteMetrics
+}
+
+export interface CommitBytes {
+  /** Each participant's update on the wire against float32, from the coordinator's accounting (absent after catch-up). */
+  round?: RoundBytes
+  /** Frame bytes this site wrote to / read from the mesh since its previous commit (every protocol). */
+  sentByThisSite: number
+  receivedByThisSite: number
+}
+
+export interface CommitEvent { round: number, aggregateHash: string, participants: string[], dropouts: string[], via: CommitVia, bytes: CommitBytes }
+
+export interface SiteEvents {
+  commit: CommitEvent
+  'round:opened': { round: number, attempt: number, participants: string[] }
+  /** An attempt ended without a commit (QuorumNotReachedError, or a participant cut off); the round reopens. */
+  'round:aborted': { round: number, attempt: number, reason: string, error?: { name: string, message: string } }
+  coordinator: { peerId: string | undefined, site: string | undefined, term: number }
+  'update:sent': SentUpdate
+  'peer:cut-off': { peerId: string, site: string | undefined, error: { name: string, message: string } }
+  'privacy:refused': { round: number, message: string }
+}
+
+export interface SiteStatus {
+  site: string
+  peerId: string
+  /** Last committed round (0 before the first). */
+  round: number
+  coordinator: { peerId: string, site: string, term: number } | null
+  peers: Array<{ peerId: string, site?: string, live: boolean, connected: boolean, cutOff: boolean }>
+  privacy: { spent: Spent, remaining: Spent } | null
+}
+
+export interface Site {
+  readonly name: string
+  readonly peerId: string
+  readonly host: SiteHost
+  start: (options?: { signal?: AbortSignal }) => Promise<void>
+  stop: () => Promise<void>
+  status: () => SiteStatus
+  /** Takes part in rounds until this site's log holds `untilRound`; returns the last committed round. */
+  run: (options: { untilRound: number, signal?: AbortSignal }) => Promise<number>
+  runRounds: (n: number, options?: { signal?: AbortSignal }) => Promise<number>
+  on: <K extends keyof SiteEvents>(event: K, listener: (e: SiteEvents[K]) => void) => () => void
+  multiaddrs: () => string[]
+  traffic: () => Map<string, PeerTraffic>
+  /** The durable round log (after start). */
+  roundLog: () => RoundLog
+}
+
+const PROTOCOLS = [MEMBERSHIP_PROTOCOL, UPDATE_PROTOCOL, MODEL_PROTOCOL]
+
+export function createSite (init: SiteInit, components: SiteComponents): Site {
+  const settings = parseFederationSettings(init.federation)
+  if (!/^[0-9a-f]{64}$/.test(init.specHash)) throw new ConfigError(`specHash must be a sha256 hex digest, got '${init.specHash}'`)
+  const { clock, learner } = components
+  const log = components.logger
+  const self = init.identity.peerId
+  const events = createEmitter<SiteEvents>((event, err) => { log.error('listener.failed', { event: String(event), error: err }) })
+  const waker = createWaker()
+  const host = createSiteHost({ ...init.host, identity: init.identity }, { logger: log.child('mesh'), clock, ...(components.wireTap !== undefined ? { wireTap: components.wireTap } : {}) })
+  const membership = createMembership({ hello: { site: init.site, roles: init.roles ?? ['member'], capabilities: ['train'], modelSpecHash: init.specHash, protocols: PROTOCOLS } }, { host, logger: log.child('membership') })
+  const updates = createUpdateService({}, { host, logger: log.child('update') })
+  const model = createModelService({}, { host, logger: log.child('model') })
+  const presence: Presence = createPresence({ self: { peerId: self, site: init.site }, heartbeatIntervalMs: settings.heartbeatIntervalMs, heartbeatTimeoutMs: settings.heartbeatTimeoutMs, priorities: settings.priorities }, { host, membership, clock, logger: log.child('presence') })
+  const metrics = components.metrics ?? createSiteMetrics(init.site)
+  const stopped = new AbortController()
+  const auditedRefusals = new Set<string>()
+  let store: SiteStore | undefined
+  let audit: AuditLog | undefined
+  let roundLog: RoundLog | undefined
+  let commits: CommitPath | undefined
+  let coordinator: CoordinatorRole | undefined
+  let member: MemberRole | undefined
+  let ledger: PrivacyLedger | undefined
+  let privacy: SiteStatus['privacy'] = null
+  let starting: Promise<void> | undefined
+  let running = false
+  let counted = new Map<string, PeerTraffic>()
+
+  const record = (kind: AuditKind, data: Record<string, unknown>): void => {
+    audit?.append(kind, data).catch((err: Error) => { log.warn('audit.failed', { kind, error: err.message }) })
+  }
+
+  const refreshPrivacy = async (): Promise<void> => {
+    if (ledger === undefined) return
+    const s = await ledger.status()
+    privacy = { spent: s.spent, remaining: s.remaining }
+    metrics.epsilonSpent.set(s.spent.epsilon)
+    metrics.epsilonRemaining.set(s.remaining.epsilon)
+  }
+
+  /** Bytes moved since the last commit, and the per-peer Prometheus counters brought up to date. */
+  const trafficSinceLastCommit = (): { sent: number, received: number } => {
+    let sent = 0
+    let received = 0
+    const now = host.traffic()
+    for (const [peer, t] of now) {
+      const before = counted.get(peer) ?? { bytesIn: 0, bytesOut: 0 }
+      sent += t.bytesOut - before.bytesOut
+      received += t.bytesIn - before.bytesIn
+      if (t.bytesOut > before.bytesOut) metrics.bytesSent.inc({ peer }, t.bytesOut - before.bytesOut)
+      if (t.bytesIn > before.bytesIn) metrics.bytesReceived.inc({ peer }, t.bytesIn - before.bytesIn)
+    }
+    counted = now
+    return { sent, received }
+  }
+
+  const onCommitted = ({ record: r, facts, via }: Committed): void => {
+    metrics.roundsCommitted.inc()
+    metrics.peersConnected.set(host.connectedPeers().length)
+    const moved = trafficSinceLastCommit()
+    record('round:committed', { round: r.round, aggregateHash: r.aggregateHash, participants: r.participants, dropouts: r.dropouts, via })
+    const bytes: CommitBytes = { sentByThisSite: moved.sent, receivedByThisSite: moved.received, ...(facts.bytes !== undefined ? { round: facts.bytes } : {}) }
+    events.emit('commit', { round: r.round, aggregateHash: r.aggregateHash, participants: r.participants, dropouts: r.dropouts, via, bytes })
+    waker.wake()
+  }
+
+  /** A peer that broke the wire format (NaN, tampered or malformed frames) is shut out until restart. */
+  const cutOff = async (peerId: string, error: Error): Promise<void> => {
+    if (presence.isCutOff(peerId)) return
+    const site = presence.siteOf(peerId)
+    presence.cutOff(peerId)
+    auditedRefusals.add(peerId)
+    if (site !== undefined) coordinator?.dropParticipant(site)
+    log.warn('peer.cut-off', { peer: peerId, site, error: error.name, message: error.message })
+    record('peer:refused', { peer: peerId, site, code: error.name, reason: error.message, by: 'us', cutOff: true })
+    events.emit('peer:cut-off', { peerId, site, error: { name: error.name, message: error.message } })
+    await host.refuse(peerId, `${error.name}: ${error.message}`).catch(() => {})
+  }
+
+  const wire = (): void => {
+    host.on('peer:misbehaved', ({ peerId, error }) => { void cutOff(peerId, error) })
+    host.on('peer:refused', ({ peerId, reason }) => {
+      // The gater refuses a blocked peer at every redial: audit each reason once.
+      const key = `${peerId}\u0000${reason}`
+      if (auditedRefusals.has(key) || auditedRefusals.has(peerId) || reason.startsWith('refused earlier')) return
+      auditedRefusals.add(key)
+      record('peer:refused', { peer: peerId, reason, by: 'gater' })
+    })
+    membership.on('member:join', ({ peerId, hello }) => { record('peer:joined', { peer: peerId, site: hello.site }) })
+    membership.on('member:leave', ({ peerId }) => { record('peer:left', { peer: peerId }) })
+    membership.on('member:refused', ({ peerId, code, reason, by }) => {
+      auditedRefusals.add(peerId)
+      record('peer:refused', { peer: peerId, code, reason, by })
+    })
+    presence.onLeaderChange((leader) => {
+      events.emit('coordinator', { peerId: leader?.peerId, site: leader?.site, term: leader?.term ?? 0 })
+      waker.wake()
+    })
+  }
+
+  const setUp = async (): Promise<void> => {
+    store = typeof init.store === 'string' ? await openSiteStore(init.store) : init.store
+    roundLog = createRoundLog(store)
+    audit = components.audit ?? createAuditLog(store, { clock })
+    const template = learner.getShared()
+    const initial = flattenTensors(template)
+    const vectorLength = initial.length
+    const members = new Set([...init.host.allowlist, self]).size
+    const plan = resolvePrivacyPlan({ privacy: settings.privacy, sites: members, vectorLength, strategy: settings.strategy, compression: settings.compression })
+    if (plan.secureAggregation !== undefined) throw new ConfigError('privacy.secureAggregation: secure aggregation is not carried over the mesh yet; set enabled: false')
+    const budget = settings.privacy.budget
+    if (budget !== undefined) ledger = createPrivacyLedger(store, { epsilonBudget: budget.epsilon, delta: budget.delta }, { clock })
+    const privateUpdates = budget === undefined && settings.privacy.clipNorm === undefined
+      ? undefined
+      : createPrivateUpdates({ settings: settings.privacy, plan }, { ledger: ledger ?? noLedger(), random: components.random.fork('privacy'), logger: log })
+    commits = createCommitPath({ template, initial }, { log: roundLog, learner, model, logger: log.child('commits'), onCommitted })
+    await commits.load()
+    coordinator = createCoordinatorRole({ settings, specHash: init.specHash, vectorLength, announceTimeoutMs: MODEL_TIMEOUT_MS }, {
+      clock,
+      logger: log.child('coordinator'),
+      roundRandom: () => createSeededRandom(`forgemesh/rounds/${String(settings.seed)}`),
+      strategy: createStrategy(settings.strategy),
+      log: roundLog,
+      commits,
+      presence,
+      model,
+      selfPeerId: self,
+      events: {
+        aborted: (e) => {
+          metrics.roundsAborted.inc()
+          record('round:aborted', { ...e })
+          events.emit('round:aborted', e)
+        },
+        opened: (e) => { events.emit('round:opened', e) },
+        wake: () => { waker.wake() }
+      }
+    })
+    const compressor = settings.compression.kind === 'none' ? undefined : createCompressor(settings.compression, { length: vectorLength })
+    member = createMemberRole({ site: init.site, selfPeerId: self, localSteps: settings.localSteps, template, updateTimeoutMs: UPDATE_TIMEOUT_MS }, {
+      clock,
+      logger: log.child('member'),
+      learner,
+      commits,
+      updates,
+      coordinator,
+      store,
+      metrics,
+      ...(privateUpdates !== undefined ? { privacy: privateUpdates } : {}),
+      ...(compressor !== undefined ? { compressor } : {}),
+      onCharged: async (round, entry) => {
+        record('privacy:spent', { round, label: `update round ${round}`, epsilonSpent: entry.spentAfter.epsilon, delta: entry.spentAfter.delta })
+        await refreshPrivacy()
+      },
+      onRefused: (round, err) => {
+        record('privacy:refused', { round, reason: err.message })
+        events.emit('privacy:refused', { round, message: err.message })
+      },
+      onSent: (sent) => { events.emit('update:sent', sent) }
+    })
+    await refreshPrivacy()
+    const c = commits
+    const coord = coordinator
+    updates.onUpdate((u) => {
+      if (presence.isCutOff(u.peerId)) return { accepted: false, reason: 'refused: this peer was cut off' }
+      const site = presence.siteOf(u.peerId)
+      if (site === undefined) return { accepted: false, reason: 'not-a-member: say hello first' }
+      if (u.header.site !== site) throw new SiteImpersonationError(`peer ${u.peerId} said hello as '${site}' but sent an update as '${u.header.site}'`)
+      const { nonce, delta, wireBytes } = decodeUpdate(u.header.meta, u.tensors, template, vectorLength)
+      presence.heard(u.peerId)
+      if (presence.leader()?.peerId !== self) return { accepted: false, reason: 'not-coordinator: this site does not coordinate now' }
+      return coord.receive({ peerId: u.peerId, baseHash: u.header.baseHash, round: u.header.round, site, nonce, delta, samples: u.header.numSamples ?? 0, wireBytes })
+    })
+    model.onAnnounce(async ({ peerId, info, tensors }, signal) => {
+      if (presence.isCutOff(peerId)) return { accepted: false, reason: 'refused: this peer was cut off' }
+      if (presence.siteOf(peerId) === undefined) return { accepted: false, reason: 'not-a-member: say hello first' }
+      presence.heard(peerId)
+      return await c.accept(peerId, info, tensors, signal)
+    })
+    model.provideCommits(async (round) => await c.provide(round))
+    wire()
+    await membership.start()
+    await updates.start()
+    await model.start()
+    await host.start()
+    counted = host.traffic()
+    presence.start()
+    log.info('site.started', { site: init.site, peer: self, round: c.lastRound(), strategy: settings.strategy.kind, compression: settings.compression.kind })
+  }
+
+  const started = (): { commits: CommitPath, coordinator: CoordinatorRole, member: MemberRole } => {
+    if (commits === undefined || coordinator === undefined || member === undefined || starting === undefined) throw new SiteStateError('the site is not started: call start() first')
+    if (stopped.signal.aborted) throw new SiteStateError('the site is stopped')
+    return { commits, coordinator, member }
+  }
+
+  const run: Site['run'] = async ({ untilRound, signal }) => {
+    const { commits: c, coordinator: coord, member: m } = started()
+    if (running) throw new SiteStateError('the site is already running rounds')
+    running = true
+    const sig = signal === undefined ? stopped.signal : AbortSignal.any([signal, stopped.signal])
+    try {
+      while (c.lastRound() < untilRound) {
+        sig.throwIfAborted()
+        const round = c.lastRound() + 1
+        const leader = presence.leader()
+        let wait = settings.heartbeatIntervalMs
+        if (leader !== undefined) {
+          if (leader.peerId === self) await coord.lead(round, { signal: sig })
+          else coord.retire()
+          if (c.lastRound() >= round) continue
+          if (!m.refused()) {
+            const step = await m.step(round, leader, { signal: sig })
+            if (step === 'superseded') continue
+            if (step === 'retry') wait = settings.retryMs
+            if (step === 'stale') {
+              await c.catchUp([leader.peerId, ...presence.live().filter(p => p !== self && p !== leader.peerId)], { signal: sig })
+              continue
+            }
+          }
+        }
+        await waker.wait(wait, sig)
+      }
+      sig.throwIfAborted()
+      return c.lastRound()
+    } finally {
+      running = false
+      if (c.lastRound() >= untilRound) coord.retire()
+    }
+  }
+
+  return {
+    name: init.site,
+    peerId: self,
+    host,
+    start: async (options = {}) => {
+      if (stopped.signal.aborted) throw new SiteStateError('a stopped site cannot be started again: create a new one')
+      starting ??= setUp()
+      options.signal?.throwIfAborted()
+      await starting
+    },
+    stop: async () => {
+      if (stopped.signal.aborted) return
+      stopped.abort(new SiteStateError('the site was stopped'))
+      presence.stop()
+      coordinator?.stop()
+      await starting?.catch(() => {})
+      await membership.stop()
+      await host.stop()
+      if (typeof init.store === 'string') await store?.close()
+      log.info('site.stopped', { site: init.site, round: commits?.lastRound() })
+    },
+    status: () => {
+      const leader = starting === undefined ? undefined : presence.leader()
+      const live = new Set(presence.live())
+      const connected = new Set(host.connectedPeers())
+      return {
+        site: init.site,
+        peerId: self,
+        round: commits?.lastRound() ?? 0,
+        coordinator: leader === undefined ? null : { ...leader },
+        peers: init.host.allowlist.filter(p => p !== self).map(peerId => {
+          const site = presence.siteOf(peerId)
+          return { peerId, ...(site !== undefined ? { site } : {}), live: live.has(peerId), connected: connected.has(peerId), cutOff: presence.isCutOff(peerId) }
+        }),
+        privacy
+      }
+    },
+    run,
+    runRounds: async (n, options = {}) => await run({ untilRound: started().commits.lastRound() + n, ...options }),
+    on: events.on,
+    multiaddrs: () => host.multiaddrs(),
+    traffic: () => host.traffic(),
+    roundLog: () => roundLog ?? (() => { throw new SiteStateError('the site is not started: call start() first') })()
+  }
+}
+
+/** For clip-only settings without DP: nothing is ever charged, so no ledger is consulted. */
+function noLedger (): PrivacyLedger {
+  const never = async (): Promise<never> => { throw new ConfigError('privacy: a charge was attempted without privacy.budget') }
+  return { canCharge: never, charge: never, spent: never, remaining: never, entries: never, status: never }
+}
