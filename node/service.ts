@@ -115,23 +115,10 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
     }
   }
 
-  // Per-peer byte counters follow the host's running totals at each scrape.
-  const counted = new Map<string, { bytesIn: number, bytesOut: number }>()
+  // The runtime keeps the round, byte, latency and privacy series current
+  // as rounds commit; connected peers change between commits, so refresh it here.
   const renderMetrics = async (): Promise<{ contentType: string, body: string }> => {
-    if (runtime !== undefined) {
-      for (const [peer, t] of runtime.traffic()) {
-        const prev = counted.get(peer) ?? { bytesIn: 0, bytesOut: 0 }
-        if (t.bytesOut > prev.bytesOut) metrics.bytesSent.inc({ peer }, t.bytesOut - prev.bytesOut)
-        if (t.bytesIn > prev.bytesIn) metrics.bytesReceived.inc({ peer }, t.bytesIn - prev.bytesIn)
-        counted.set(peer, { bytesIn: Math.max(t.bytesIn, prev.bytesIn), bytesOut: Math.max(t.bytesOut, prev.bytesOut) })
-      }
-      const s = runtime.status()
-      metrics.peersConnected.set(s.peers.length)
-      if (s.privacy !== null) {
-        metrics.epsilonSpent.set(s.privacy.spent.epsilon)
-        metrics.epsilonRemaining.set(s.privacy.remaining.epsilon)
-      }
-    }
+    if (runtime !== undefined) metrics.peersConnected.set(runtime.status().peers.length)
     return await metrics.render()
   }
 
