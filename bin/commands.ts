@@ -18,4 +18,6 @@ export const COMMANDS: Record<string, CommandEntry> = {
   node: { summary: 'run a site until it is stopped (node start --config FILE)', load: async () => await import('./commands/node.ts') },
   status: { summary: 'show a running node: peers, round, coordinator, experts, backend, eps', load: async () => await import('./commands/status.ts') },
   audit: { summary: 'verify a site\'s hash-chained audit log; list its records', load: async () => await import('./commands/audit.ts') },
+  export: { summary: 'assemble the shared MoE from a site\'s verified experts and write safetensors + manifest.json', load: async () => await import('./commands/export.ts') },
+  serve: { summary: 'serve an exported MoE over HTTP: POST /v1/predict with expert attribution and exclude', load: async () => await import('./commands/serve.ts') },
 }

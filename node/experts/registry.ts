@@ -45,8 +45,8 @@ export interface ExpertRegistry {
   put: (artifact: VerifiedArtifact, info: { from: string }) => Promise<boolean>
   has: (hash: string) => Promise<boolean>
   record: (hash: string) => Promise<ArtifactRecord | undefined>
-  /** The artifact's bytes read back and checked again (hash, signature, weights). */
-  load: (hash: string) => Promise<VerifiedArtifact>
+  /** The artifact's bytes read back and checked again (hash, signature, weights; with `spec`, its shapes too). */
+  load: (hash: string, options?: { spec?: MoeSpec }) => Promise<VerifiedArtifact>
   /** Every stored artifact, in hash order. */
   list: () => Promise<ArtifactRecord[]>
   /** All versions of one expert, oldest first. */
@@ -123,12 +123,12 @@ export function createExpertRegistry (components: { store: SiteStore, clock: Clo
     },
     has: async (hash) => await store.getBytes('experts', artifactKey(hash)) !== undefined,
     record,
-    load: async (hash) => {
+    load: async (hash, options = {}) => {
       const rec = await record(hash)
       const bytes = await store.getBlob(hash)
       if (rec === undefined || bytes === undefined) throw new CorruptRecordError(`the registry holds no artifact ${hash}`)
       // The signer was a member when the artifact was stored; its key is in its peer id.
-      return await verifyArtifact(bytes, { members: memberKeys([rec.manifest.siteId]), specHash: rec.manifest.specHash, expectedHash: hash })
+      return await verifyArtifact(bytes, { members: memberKeys([rec.manifest.siteId]), specHash: rec.manifest.specHash, expectedHash: hash, ...(options.spec !== undefined ? { spec: options.spec } : {}) })
     },
     list,
     history,
