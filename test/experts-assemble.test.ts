@@ -12,7 +12,8 @@ import type { TensorMap } from '../protocols/tensors.ts'
 import { buildArtifact, type VerifiedArtifact } from '../node/experts/artifact.ts'
 import { assembleMoe } from '../node/experts/assemble.ts'
 import { exportModel, loadExport } from '../node/experts/export.ts'
-import type { RouterFactory } from '../node/experts/gates.ts'
+import { selectGates, softmaxRows, type RouterFactory } from '../node/experts/gates.ts'
+import { gatesFromScores } from '../coordinator/routing/router.ts'
 import type { SiteIdentity } from '../node/identity.ts'
 import { selectBackend } from '../node/model/backend.ts'
 import { createModel } from '../node/model/create.ts'
@@ -85,7 +86,7 @@ describe('assembly, opt-out and export', () => {
     }
     // Renormalised, not retrained: the ratio between the usable experts is the router's own.
     const h = moe.model.features(x)
-    const scores = moe.router.scores(h, N)
+    const scores = moe.router.scores(h, N, x)
     for (let i = 0; i < N; i++) expect(Math.abs(g[i * 4]! - scores[i * 4]! / (scores[i * 4]! + scores[i * 4 + 2]!))).toBeLessThan(1e-6)
     moe.dispose()
   })
@@ -205,6 +206,23 @@ describe('assembly, opt-out and export', () => {
     } finally {
       moe.dispose()
       loaded.moe.dispose()
+    }
+  })
+
+  it('log-score routers (the density router) give the same gates through softmaxRows as coordinator/routing does', () => {
+    const r = createSeededRandom(9)
+    const n = 200
+    const E = 5
+    const logScores = Float64Array.from({ length: n * E }, (_, i) => (i % 37 === 0 ? -Infinity : r.normal() * 30))
+    for (let e = 0; e < E; e++) logScores[7 * E + e] = -Infinity
+    for (const e of [0, 2, 4]) logScores[11 * E + e] = -Infinity
+    for (const topK of [1, 2, 3]) {
+      const theirs = gatesFromScores(logScores, n, E, { topK, optOut: new Set([1, 3]) })
+      const mine = selectGates(softmaxRows(logScores, n, E), n, E, Uint8Array.from([1, 0, 1, 0, 1]), { topK, renormalise: true })
+      let worst = 0
+      for (let i = 0; i < n * E; i++) worst = Math.max(worst, Math.abs(theirs[i]! - mine[i]!))
+      expect(worst).toBeLessThan(1e-6)
+      for (let i = 0; i < n; i++) expect([mine[i * E + 1], mine[i * E + 3]]).toEqual([0, 0])
     }
   })
 })

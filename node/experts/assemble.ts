@@ -176,7 +176,7 @@ export function assembleFromParams (input: AssembleFromParamsInput): AssembledMo
     const m = maskFor(options.exclude)
     const h = model.features(x)
     const n = h.length / spec.width
-    return selectGates(router.scores(h, n), n, E, m, selection)
+    return selectGates(router.scores(h, n, x), n, E, m, selection)
   }
   return {
     spec,

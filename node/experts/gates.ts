@@ -25,8 +25,12 @@ export function defaultSelection (spec: MoeSpec): GateSelection {
 export interface ExpertRouter {
   /** Recorded in an export's manifest; a loader rebuilds the router by this name. */
   readonly kind: string
-  /** n x E nonnegative scores (e.g. probabilities) for n rows of trunk features (n x width). */
-  scores: (features: Float32Array, n: number) => ArrayLike<number>
+  /**
+   * n x E nonnegative scores (e.g. probabilities) for n rows, from their trunk
+   * features (n x width) or the raw inputs (n x inputDim). A router that gives
+   * log-scores wraps them in `softmaxRows`.
+   */
+  scores: (features: Float32Array, n: number, inputs: Float32Array) => ArrayLike<number>
   /** What the router needs besides the model parameters, saved with an export (names `router.*`). */
   readonly tensors?: TensorMap
 }
@@ -73,6 +77,27 @@ export const learnedRouter: RouterFactory = (ctx) => {
       return out
     }
   }
+}
+
+/**
+ * Row-wise softmax of n x E log-scores (-Infinity allowed): the bridge from a
+ * log-density router. With `renormalise`, selectGates then gives exactly a
+ * softmax over each row's top-k usable log-scores. A row with no finite score
+ * becomes zeros (selectGates spreads it evenly).
+ */
+export function softmaxRows (logScores: ArrayLike<number>, n: number, E: number): Float64Array {
+  if (logScores.length !== n * E) throw new AssemblyError(`the router returned ${logScores.length} log-scores, expected ${n} rows x ${E} experts`)
+  const out = new Float64Array(n * E)
+  for (let i = 0; i < n; i++) {
+    let max = -Infinity
+    for (let e = 0; e < E; e++) max = Math.max(max, logScores[i * E + e]!)
+    if (max === -Infinity) continue
+    if (Number.isNaN(max) || max === Infinity) throw new AssemblyError(`the router gave row ${i} a log-score of ${max}`)
+    let sum = 0
+    for (let e = 0; e < E; e++) { const v = Math.exp(logScores[i * E + e]! - max); out[i * E + e] = v; sum += v }
+    for (let e = 0; e < E; e++) out[i * E + e]! /= sum
+  }
+  return out
 }
 
 /**
