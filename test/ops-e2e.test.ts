@@ -17,7 +17,7 @@ import { encodeJson, openSiteStore } from '../node/store.ts'
 import { CLI, NodeProcess, freePort, until } from './support/ops-node.ts'
 
 const exec = promisify(execFile)
-const ROUNDS = 6
+const ROUNDS = 10
 
 async function forgemesh (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   try {
@@ -81,53 +81,59 @@ describe('two sites with the real CLI', () => {
 
     let nodeA = await start(a.configFile)
     const nodeB = await start(b.configFile)
-    await committed(a.configFile, 2)
-    await committed(b.configFile, 2)
 
-    // `forgemesh status` through the CLI, as an operator runs it.
-    const st = await forgemesh('status', '--config', a.configFile, '--json')
-    expect(st.code).toBe(0)
-    const sa = (JSON.parse(st.stdout) as { ok: true, status: NodeStatus }).status
-    expect(sa.site).toBe('alpha')
-    expect(sa.state).toBe('running')
-    expect(sa.peers).toEqual([{ peerId: b.member.peerId, name: 'bravo', connected: true }])
-    expect(sa.round.target).toBe(ROUNDS)
-    expect(sa.round.committed).toBeGreaterThanOrEqual(2)
-    expect([a.member.peerId, b.member.peerId]).toContain(sa.coordinator)
-    expect(sa.backend).not.toBe('none')
-    const pretty = await forgemesh('status', '--config', b.configFile)
-    expect(pretty.code).toBe(0)
-    expect(pretty.stdout).toMatch(/^site {9}bravo \(running, up \d+ s\)\n/)
-
-    // /metrics: valid Prometheus text with our series and libp2p's own.
-    const { apiUrl } = await readRuntimeFile(join(dir, 'alpha', 'node.json'))
-    const res = await fetch(`${apiUrl}/metrics`)
-    expect(res.status).toBe(200)
-    const { samples, types } = parsePrometheus(await res.text())
-    expect(types.get('forgemesh_rounds_committed_total')).toBe('counter')
-    expect(samples.get('forgemesh_rounds_committed_total{site="alpha"}')).toBeGreaterThanOrEqual(2)
-    expect(samples.get(`forgemesh_bytes_sent_total{peer="${b.member.peerId}",site="alpha"}`)).toBeGreaterThan(0)
-    expect(samples.get(`forgemesh_bytes_received_total{peer="${b.member.peerId}",site="alpha"}`)).toBeGreaterThan(0)
-    expect(samples.get('forgemesh_peers_connected{site="alpha"}')).toBe(1)
-    expect(types.get('forgemesh_update_latency_seconds')).toBe('histogram')
-    expect(types.get('forgemesh_training_samples_per_second')).toBe('gauge')
-    expect(types.get('forgemesh_privacy_epsilon_spent')).toBe('gauge')
-    expect([...types.keys()].filter(n => n.startsWith('libp2p_')).length).toBeGreaterThan(0)
-
-    // SIGTERM: the round is finished or aborted, the store flushed, exit 0.
+    // SIGTERM mid-federation, as soon as alpha has committed round 2: the
+    // round in flight is finished or aborted, the store flushed, exit 0.
+    await nodeA.waitFor(l => l.event === 'round.committed' && Number(l.round) >= 2, 'round 2 committed at alpha', 60_000)
     nodeA.signal('SIGTERM')
     expect(await nodeA.exited).toBe(0)
     const stoppedAt = Number((await nodeA.event('node.stopped')).committed)
     expect(stoppedAt).toBeGreaterThanOrEqual(2)
+    expect(stoppedAt).toBeLessThan(ROUNDS)
     await expect(readFile(join(dir, 'alpha', 'node.json'))).rejects.toMatchObject({ code: 'ENOENT' })
 
     // Restarted, it resumes from its last committed round and the federation finishes.
     nodeA = await start(a.configFile)
     expect(Number((await nodeA.event('node.started')).resumedFrom)).toBe(stoppedAt)
     const endA = await committed(a.configFile, ROUNDS)
-    const endB = await committed(b.configFile, ROUNDS)
+    await committed(b.configFile, ROUNDS)
     expect(endA.round).toEqual({ committed: ROUNDS, target: ROUNDS, resumedFrom: stoppedAt })
-    expect(endB.round.committed).toBe(ROUNDS)
+
+    // `forgemesh status` through the CLI, as an operator runs it; the nodes keep serving after the last round.
+    const st = await forgemesh('status', '--config', a.configFile, '--json')
+    expect(st.code).toBe(0)
+    const sa = (JSON.parse(st.stdout) as { ok: true, status: NodeStatus }).status
+    expect(sa.site).toBe('alpha')
+    expect(sa.peerId).toBe(a.member.peerId)
+    expect(sa.state).toBe('running')
+    expect(sa.peers).toEqual([{ peerId: b.member.peerId, name: 'bravo', connected: true }])
+    expect(sa.round).toEqual({ committed: ROUNDS, target: ROUNDS, resumedFrom: stoppedAt })
+    expect([a.member.peerId, b.member.peerId]).toContain(sa.coordinator)
+    expect(sa.backend).toBe('js (float64 regression)')
+    expect(sa.privacy).toBeNull()
+    expect(sa.eps).toBe(0)
+    expect(sa.addresses).toEqual([`/ip4/127.0.0.1/tcp/${portA}/p2p/${a.member.peerId}`])
+    const pretty = await forgemesh('status', '--config', b.configFile)
+    expect(pretty.code).toBe(0)
+    expect(pretty.stdout).toMatch(new RegExp(`^site {9}bravo \\(running, up \\d+ s\\)\npeer id {6}${b.member.peerId}\nround {8}${ROUNDS} committed of ${ROUNDS}\n`))
+
+    // /metrics: valid Prometheus text with our series and libp2p's own.
+    const { apiUrl } = await readRuntimeFile(join(dir, 'alpha', 'node.json'))
+    const res = await fetch(`${apiUrl}/metrics`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toContain('text/plain')
+    const { samples, types } = parsePrometheus(await res.text())
+    expect(types.get('forgemesh_rounds_committed_total')).toBe('counter')
+    // This process committed the rounds after its restart (catch-up included).
+    expect(samples.get('forgemesh_rounds_committed_total{site="alpha"}')).toBe(ROUNDS - stoppedAt)
+    expect(samples.get(`forgemesh_bytes_sent_total{peer="${b.member.peerId}",site="alpha"}`)).toBeGreaterThan(0)
+    expect(samples.get(`forgemesh_bytes_received_total{peer="${b.member.peerId}",site="alpha"}`)).toBeGreaterThan(0)
+    expect(samples.get('forgemesh_peers_connected{site="alpha"}')).toBe(1)
+    expect(types.get('forgemesh_update_latency_seconds')).toBe('histogram')
+    expect(samples.get('forgemesh_update_latency_seconds_count{site="alpha"}')).toBeGreaterThan(0)
+    expect(samples.get('forgemesh_training_samples_per_second{site="alpha"}')).toBeGreaterThan(0)
+    expect(types.get('forgemesh_privacy_epsilon_spent')).toBe('gauge')
+    expect([...types.keys()].filter(n => n.startsWith('libp2p_')).length).toBeGreaterThan(0)
 
     for (const n of [nodeA, nodeB]) n.signal('SIGTERM')
     expect(await nodeA.exited).toBe(0)
