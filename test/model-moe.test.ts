@@ -208,3 +208,14 @@ describe('models in safetensors', () => {
     back.dispose()
   })
 })
+
+describe('model inputs', () => {
+  it('refuses inputs and gates that do not fit, with named errors', () => {
+    const spec = small(2)
+    const m = createModel(spec)
+    expect(() => m.predict(new Float32Array(30))).toThrowError(expect.objectContaining({ name: 'ModelInputError', message: 'input of 30 values is not a whole number of rows of 20' }))
+    expect(() => m.predict(new Float32Array(40), { gates: new Float32Array(7) })).toThrow('gates hold 7 values, expected 2 rows x 4 experts = 8')
+    expect(() => m.predict(new Float32Array(20), { gates: new Float32Array([1, NaN, 0, 0]) })).toThrow('gate of row 0, expert 1 is NaN')
+    m.dispose()
+  })
+})

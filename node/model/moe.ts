@@ -144,7 +144,8 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
     forward,
     predict: (x, options = {}) => {
       const n = rowsOf(x, spec.inputDim)
-      if (options.gates !== undefined && options.gates.length !== n * E) gateRoutes(options.gates, n, E)
+      // Checked whole here; each chunk's slice is checked again in forward().
+      if (options.gates !== undefined && options.gates.length !== n * E) throw new ModelInputError(`gates hold ${options.gates.length} values, expected ${n} rows x ${E} experts = ${n * E}`)
       return mapChunks(x, spec.inputDim, spec.classes, (chunk, start, rows) => tf.tidy(() => {
         const gates = options.gates?.subarray(start * E, (start + rows) * E)
         const { logits } = forward(tf.tensor2d(chunk, [rows, spec.inputDim]), gates === undefined ? {} : { gates })
