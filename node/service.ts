@@ -23,7 +23,7 @@ import { loadPsk } from './mesh/psk.ts'
 import { createSiteMetrics, type SiteMetrics } from './metrics.ts'
 import { createRoundLog } from './round-log.ts'
 import { readTokenFile, removeRuntimeFile, writeRuntimeFile, type NodeStatus } from './service-files.ts'
-import { createSiteRuntime, type SiteRuntime } from './service-runtime.ts'
+import { createSiteRuntime, type RuntimeCommit, type SiteRuntime } from './service-runtime.ts'
 import { openSiteStore, type SiteStore } from './store.ts'
 
 export interface SiteServiceComponents {
@@ -42,14 +42,14 @@ export interface SiteService {
 }
 
 /** The node's logger: JSON lines on stdout, readable lines when stdout is a terminal. */
-export function createServiceLogger (config: LoadedSiteConfig, options: { level?: string | undefined, json?: boolean } = {}): Logger {
+export function createServiceLogger (config: LoadedSiteConfig, options: { level?: string | undefined, json?: boolean, sink?: (line: string) => void } = {}): Logger {
   const format = options.json === true || config.log.format === 'json'
     ? 'json'
     : config.log.format === 'pretty' || process.stdout.isTTY ? 'pretty' : 'json'
   return createLogger('forgemesh:node', {
     level: (options.level ?? config.log.level) as LogLevel,
     format,
-    sink: (line) => { process.stdout.write(line + '\n') }
+    sink: options.sink ?? ((line) => { process.stdout.write(line + '\n') })
   })
 }
 
@@ -72,7 +72,13 @@ async function openStoreExclusive (path: string): Promise<SiteStore> {
   }
 }
 
-export async function startSiteService (config: LoadedSiteConfig, components: SiteServiceComponents, options: { signal?: AbortSignal } = {}): Promise<SiteService> {
+export interface SiteServiceOptions {
+  signal?: AbortSignal
+  /** Called after every committed round (the CLI draws its progress bar from it). */
+  onCommit?: (c: RuntimeCommit) => void
+}
+
+export async function startSiteService (config: LoadedSiteConfig, components: SiteServiceComponents, options: SiteServiceOptions = {}): Promise<SiteService> {
   const { clock } = components
   const log = components.logger
   const startedAt = clock.now()
@@ -160,6 +166,7 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
       libp2pMetrics: prometheusMetrics({ registry: metrics.registry }),
       metrics
     }, { clock, logger: log })
+    if (options.onCommit !== undefined) runtime.onCommit(options.onCommit)
     await runtime.start()
     api = createSiteApi({ host: config.api.host, port: config.api.port, ...(token === undefined ? {} : { token }) }, {
       status,

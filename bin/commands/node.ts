@@ -4,10 +4,11 @@
  * the API, flushes and closes the store, and exits 0; a second one exits at
  * once with 1. Thin: node/service.ts composes the site.
  */
-import { isLogLevel } from '../../node/components.ts'
-import { CONFIG_FILE_NAME, loadSiteConfig } from '../../node/config.ts'
+import { isLogLevel, systemClock } from '../../node/components.ts'
+import { CONFIG_FILE_NAME, loadSiteConfig, type LoadedSiteConfig } from '../../node/config.ts'
+import type { RuntimeCommit } from '../../node/service-runtime.ts'
 import { createServiceLogger, startSiteService } from '../../node/service.ts'
-import { systemClock } from '../../node/components.ts'
+import { createProgress } from '../../sim/progress.ts'
 import { UsageError, helpText, parseArgs, type FlagSpec } from '../usage.ts'
 
 const FLAGS: FlagSpec = {
@@ -34,9 +35,10 @@ export async function run (argv: string[]): Promise<number> {
   const level = flags['log-level']
   if (level !== undefined && (typeof level !== 'string' || !isLogLevel(level))) throw new UsageError(`--log-level: expected debug, info, warn or error, got '${String(level)}'`)
   const config = await loadSiteConfig((flags.config as string | undefined) ?? CONFIG_FILE_NAME)
-  const logger = createServiceLogger(config, { level: level as string | undefined, json: flags.json === true })
+  const bar = flags.json === true ? undefined : terminalProgress(config)
+  const logger = createServiceLogger(config, { level: level as string | undefined, json: flags.json === true, ...(bar === undefined ? {} : { sink: bar.log }) })
 
-  const service = await startSiteService(config, { clock: systemClock, logger })
+  const service = await startSiteService(config, { clock: systemClock, logger }, bar === undefined ? {} : { onCommit: bar.commit })
   let signals = 0
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++
@@ -49,7 +51,43 @@ export async function run (argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
   const { code } = await service.stopped
+  bar?.done()
   process.off('SIGTERM', onSignal)
   process.off('SIGINT', onSignal)
   return code
+}
+
+/**
+ * On a terminal, a rounds bar under the log: each log line clears the bar,
+ * prints, and redraws it, so the two never tear each other. Anywhere else
+ * (a service manager, a pipe) there is no bar: the JSON lines say it all.
+ */
+function terminalProgress (config: LoadedSiteConfig): { log: (line: string) => void, commit: (c: RuntimeCommit) => void, done: () => void } | undefined {
+  if (process.stdout.isTTY !== true) return undefined
+  let last = ''
+  const progress = createProgress({}, {
+    stream: {
+      isTTY: true,
+      columns: process.stdout.columns,
+      write: (chunk) => { last = chunk.endsWith('\n') ? '' : chunk.slice(chunk.lastIndexOf('\n') + 1); return process.stdout.write(chunk) }
+    }
+  })
+  let started = false
+  let previous = Date.now()
+  return {
+    log: (line) => { process.stdout.write(last === '' ? `${line}\n` : `\r\x1b[2K${line}\n${last}`) },
+    commit: (c) => {
+      if (!started) {
+        progress.start(config.site, config.federation.rounds)
+        // A resumed site starts part-way: redraw silently up to where it is.
+        for (let r = 1; r < c.round; r++) progress.round({ round: r })
+        started = true
+      }
+      const now = Date.now()
+      progress.round({ round: c.round, bytesSent: c.bytesSent, participants: c.participants.length, durationS: (now - previous) / 1000 })
+      previous = now
+      if (c.round >= config.federation.rounds) progress.done()
+    },
+    done: () => { if (started) progress.done() }
+  }
 }
