@@ -64,6 +64,8 @@ export interface ExpertRegistry {
 }
 
 const VERSION_WIDTH = 16
+/** Artifacts kept in memory by a blob source while peers fetch them. */
+const SERVE_CACHE_ENTRIES = 4
 
 const artifactKey = (hash: string): string => `a/${hash}`
 const historyPrefix = (siteId: string, expertId: string): string => `v/${siteId}/${expertId}/`
@@ -159,14 +161,27 @@ export function createExpertRegistry (components: { store: SiteStore, clock: Clo
       return out
     },
     isWithdrawn,
-    blobSource: () => ({
-      getBlobSize: async (hash) => (await record(hash))?.size,
-      getBlobRange: async (hash, offset, length) => {
-        const bytes = await store.getBlob(hash)
-        if (bytes === undefined) throw new CorruptRecordError(`artifact ${hash} has a record but no bytes`)
-        return bytes.subarray(offset, offset + length)
+    blobSource: () => {
+      // LevelDB reads a value whole and the store hashes it on every read: keep the
+      // last few verified artifacts so a chunked fetch does not re-read them per chunk.
+      const recent = new Map<string, Promise<Uint8Array>>()
+      return {
+        getBlobSize: async (hash) => (await record(hash))?.size,
+        getBlobRange: async (hash, offset, length) => {
+          let pending = recent.get(hash)
+          if (pending === undefined) {
+            pending = store.getBlob(hash).then(bytes => {
+              if (bytes === undefined) throw new CorruptRecordError(`artifact ${hash} has a record but no bytes`)
+              return bytes
+            })
+            recent.set(hash, pending)
+            pending.catch(() => { recent.delete(hash) })
+            if (recent.size > SERVE_CACHE_ENTRIES) recent.delete(recent.keys().next().value!)
+          }
+          return (await pending).subarray(offset, offset + length)
+        }
       }
-    }),
+    },
     putShared: async (spec, params, round) => {
       const bytes = encodeSafetensors(params)
       const hash = await store.putBlob(bytes)
