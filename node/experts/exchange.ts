@@ -22,6 +22,8 @@ import { buildArtifact, verifyArtifact, type BuildArtifactInput, type MemberKeys
 import type { ArtifactRecord, ExpertRegistry } from './registry.ts'
 import { signRevocation, verifyRevocation } from './revocation.ts'
 
+const MAX_REMEMBERED_REJECTIONS = 10_000
+
 export interface ExpertExchangeInit {
   spec: MoeSpec
   /** Member peer id -> Ed25519 public key; a function when membership changes. */
@@ -148,6 +150,8 @@ export function createExpertExchange (init: ExpertExchangeInit, components: Expe
         artifact = await verifyArtifact(bytes, { members: members(), specHash, spec: init.spec, expectedHash: hash, maxBytes })
       } catch (err) {
         rejected.set(hash, `${(err as Error).name}: ${(err as Error).message}`)
+        // Bounded, so a member announcing endless junk cannot grow it without limit.
+        if (rejected.size > MAX_REMEMBERED_REJECTIONS) rejected.delete(rejected.keys().next().value!)
         log.warn('experts.rejected', { peer: peerId, hash, error: (err as Error).name, message: (err as Error).message })
         record('artifact:rejected', { hash, from: peerId, error: (err as Error).name, message: (err as Error).message })
         emit('rejected', { hash, from: peerId, error: err as Error })
