@@ -300,3 +300,11 @@ export class CatchUpError extends ForgemeshError {
   override name = 'CatchUpError'
   override readonly code = 'ERR_CATCH_UP'
 }
+
+// --- flagship MoE federation (area "flagship MoE") ---
+
+/** Bad input to the federated MoE recipe: a site's expert index, a parameter map for the wrong expert, an impossible run config. */
+export class FederationError extends ForgemeshError {
+  override name = 'FederationError'
+  override readonly code = 'ERR_FEDERATION'
+}
