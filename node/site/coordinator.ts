@@ -79,7 +79,8 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
   let heldRound = 0
   let timer: ReturnType<typeof setTimeout> | undefined
   let finalizing = false
-  let caughtUp = false
+  /** Members this coordinator has asked for rounds it missed, this term. */
+  const caughtUpWith = new Set<string>()
   let baseHash = ''
 
   const participants = (): string[] => presence.live().map(p => presence.siteOf(p)).filter((s): s is string => s !== undefined)
@@ -154,7 +155,7 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
         // Another coordinator's round r landed first: ours is dropped, theirs is fetched.
         log.warn('round.conflict', { round, peer: peers[conflict] })
         drop()
-        caughtUp = false
+        caughtUpWith.clear()
         return
       }
       answers.forEach((a, i) => {
@@ -184,10 +185,13 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
 
   return {
     lead: async (round, options = {}) => {
-      if (!caughtUp) {
-        // A new coordinator first takes every round the others committed.
-        await commits.catchUp(presence.live().filter(p => p !== components.selfPeerId), options)
-        caughtUp = true
+      // Before it opens anything, a coordinator takes every round the others
+      // committed: from all live members when it is elected, then from each
+      // member that comes back (a restarted coordinator may be the one behind).
+      const fresh = presence.live().filter(p => p !== components.selfPeerId && !caughtUpWith.has(p))
+      if (fresh.length > 0) {
+        await commits.catchUp(fresh, options)
+        for (const p of fresh) caughtUpWith.add(p)
         if (commits.lastRound() >= round) return
       }
       if (finalizing) return
@@ -211,10 +215,9 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
       open(machine)
     },
     retire: () => {
-      if (machine === undefined && caughtUp === false) return
       if (machine !== undefined) log.info('coordinator.retired', { round: machine.status().round })
       drop()
-      caughtUp = false
+      caughtUpWith.clear()
     },
     receive: (u) => {
       const m = machine
@@ -224,9 +227,10 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
         return { accepted: false, reason: `base-mismatch: update for round ${u.round} was computed from ${String(u.baseHash).slice(0, 12)}, the committed parameters hash to ${baseHash.slice(0, 12)}` }
       }
       const result = m.receiveUpdate(u)
-      if (result.status === 'rejected' && result.reason === 'future-round') {
-        // A member ahead of us: a round was committed elsewhere. Catch up before going on.
-        caughtUp = false
+      if (result.status === 'rejected' && result.reason === 'future-round' && (st.phase === 'collecting' || st.phase === 'idle')) {
+        // A member ahead of us (not merely one that took our announcement
+        // before our own write): a round was committed elsewhere. Catch up.
+        caughtUpWith.clear()
         events.wake()
       }
       if (result.status === 'rejected') return { accepted: false, reason: `${result.reason}: ${result.message}` }
