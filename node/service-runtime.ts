@@ -46,7 +46,6 @@ export interface SiteRuntime {
   status: () => RuntimeStatus
   multiaddrs: () => string[]
   traffic: () => Map<string, PeerTraffic>
-  experts: () => string[]
   onCommit: (listener: (c: RuntimeCommit) => void) => () => void
   predict?: (body: unknown) => Promise<unknown>
 }
@@ -148,7 +147,6 @@ export async function createSiteRuntime (config: LoadedSiteConfig, parts: Runtim
     },
     multiaddrs: () => site.multiaddrs(),
     traffic: () => site.traffic(),
-    experts: () => [],
     onCommit: (listener) => site.on('commit', (e) => { listener({ round: e.round, participants: e.participants, bytesSent: e.bytes.sentByThisSite }) })
   }
 }

@@ -18,6 +18,7 @@ import { createAuditLog, type AuditLog } from './audit.ts'
 import { createLogger } from './components.ts'
 import type { LoadedSiteConfig } from './config.ts'
 import { ConfigError, StoreInUseError } from './errors.ts'
+import { createExpertRegistry } from './experts/registry.ts'
 import { loadOrCreateIdentity, type SiteIdentity } from './identity.ts'
 import { loadPsk } from './mesh/psk.ts'
 import { createSiteMetrics, type SiteMetrics } from './metrics.ts'
@@ -102,6 +103,19 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
   const stopped = new Promise<{ code: number }>(resolve => { resolveStopped = resolve })
   const rounds = new AbortController()
 
+  const registry = createExpertRegistry({ store, clock })
+  const names = new Map<string, string>([[identity.peerId, config.site], ...config.mesh.members.flatMap(m => m.name === undefined ? [] : [[m.peerId, m.name] as [string, string]])])
+  /** Experts this site holds and may use (latest version, not withdrawn): `<expert>@v<version> (<site>)`. */
+  const experts = async (): Promise<string[]> => {
+    if (state === 'stopped') return []
+    try {
+      return (await registry.usable()).map(r => `${r.manifest.expertId}@v${r.manifest.version} (${names.get(r.manifest.siteId) ?? r.manifest.siteId})`)
+    } catch (err) {
+      log.warn('status.experts.failed', { error: err })
+      return []
+    }
+  }
+
   const status = async (): Promise<NodeStatus> => {
     const s = runtime?.status()
     const connected = new Set(s?.peers ?? [])
@@ -113,7 +127,7 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
       round: { committed: s?.round ?? resumedFrom, target: config.federation.rounds, resumedFrom },
       coordinator: s?.coordinator ?? null,
       peers: config.mesh.members.map(m => ({ peerId: m.peerId, ...(m.name === undefined ? {} : { name: m.name }), connected: connected.has(m.peerId) })),
-      experts: runtime?.experts() ?? [],
+      experts: await experts(),
       backend: runtime?.backend ?? 'none',
       privacy: s?.privacy ?? null,
       eps: s?.privacy?.spent.epsilon ?? 0,
@@ -157,6 +171,7 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
     await stopping
   }
 
+  let auditedStart = false
   try {
     runtime = await createSiteRuntime(config, {
       identity,
@@ -167,6 +182,9 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
       metrics
     }, { clock, logger: log })
     if (options.onCommit !== undefined) runtime.onCommit(options.onCommit)
+    // Recorded before the mesh starts, so joins and rounds follow it in the log.
+    await audit.append('node:start', { peerId: identity.peerId, resumedFrom, listen: config.mesh.listen })
+    auditedStart = true
     await runtime.start()
     api = createSiteApi({ host: config.api.host, port: config.api.port, ...(token === undefined ? {} : { token }) }, {
       status,
@@ -183,11 +201,11 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
       addresses: runtime.multiaddrs(),
       startedAt: new Date(startedAt).toISOString()
     })
-    await audit.append('node:start', { peerId: identity.peerId, resumedFrom, addresses: runtime.multiaddrs() })
   } catch (err) {
     // A half-started node releases what it opened, so a retry finds the store free.
     await runtime?.stop().catch(() => {})
     await api?.stop().catch(() => {})
+    if (auditedStart) await audit.append('node:stop', { reason: `start failed: ${(err as Error).message}`, committed: resumedFrom }).catch(() => {})
     await store.close().catch(() => {})
     await removeRuntimeFile(config.runtimeFile).catch(() => {})
     throw err

@@ -112,6 +112,7 @@ describe('two sites with the real CLI', () => {
     expect(sa.backend).toBe('js (float64 regression)')
     expect(sa.privacy).toBeNull()
     expect(sa.eps).toBe(0)
+    expect(sa.experts).toEqual([])
     expect(sa.addresses).toEqual([`/ip4/127.0.0.1/tcp/${portA}/p2p/${a.member.peerId}`])
     const pretty = await forgemesh('status', '--config', b.configFile)
     expect(pretty.code).toBe(0)
