@@ -45,6 +45,7 @@ export async function run (argv: string[]): Promise<number> {
     '',
     'Add this site to the other members\' mesh.members:',
     `  ${JSON.stringify(r.member)}`,
+    ...(r.member.addresses.some(a => a.includes('/0.0.0.0/') || a.includes('/tcp/0/')) ? ['  (replace 0.0.0.0 with an address the others can reach, and port 0 with a fixed one)'] : []),
     '',
     `Then: forgemesh node start --config ${r.configFile}`
   ].join('\n') + '\n')
