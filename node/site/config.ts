@@ -24,10 +24,11 @@ export const FederationSettingsSchema = z.object({
   minUpdates: z.number().int().positive().default(1),
   /**
    * A coordinator opens a round only when this many members (itself
-   * included) are live: a round opened before the others have said hello
-   * would leave them out of it.
+   * included) are live. Default: a majority of the allowlist, so that a site
+   * cut off from the others (or restarted before it reconnects) cannot
+   * commit rounds of its own that the majority never sees.
    */
-  minParticipants: z.number().int().positive().default(1),
+  minParticipants: z.number().int().positive().optional(),
   /** How long a coordinator collects updates before closing with what it has. */
   roundTimeoutMs: ms.default(60_000),
   /** Every live member is greeted this often; a hello answered is a heartbeat. */

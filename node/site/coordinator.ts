@@ -39,6 +39,8 @@ export interface CoordinatorEvents {
 
 export interface CoordinatorRoleInit {
   settings: FederationSettings
+  /** Live members needed to open a round. */
+  minParticipants: number
   specHash: string
   vectorLength: number
   announceTimeoutMs: number
@@ -252,7 +254,7 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
 
   function open (m: RoundMachine): void {
     const list = participants()
-    if (list.length < settings.minParticipants) return
+    if (list.length < init.minParticipants) return
     baseHash = commits.globalHash()
     handle(m, [m.open(list)])
   }

@@ -233,7 +233,10 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
       : createPrivateUpdates({ settings: settings.privacy, plan }, { ledger: ledger ?? noLedger(), random: components.random.fork('privacy'), logger: log })
     commits = createCommitPath({ template, initial }, { log: roundLog, learner, model, logger: log.child('commits'), onCommitted })
     await commits.load()
-    coordinator = createCoordinatorRole({ settings, specHash: init.specHash, vectorLength, announceTimeoutMs: MODEL_TIMEOUT_MS }, {
+    // A member that does not answer within a round's time catches up later; the round goes on.
+    const exchangeMs = Math.min(settings.roundTimeoutMs, MODEL_TIMEOUT_MS, UPDATE_TIMEOUT_MS)
+    const minParticipants = settings.minParticipants ?? Math.floor(members / 2) + 1
+    coordinator = createCoordinatorRole({ settings, minParticipants, specHash: init.specHash, vectorLength, announceTimeoutMs: exchangeMs }, {
       clock,
       logger: log.child('coordinator'),
       roundRandom: () => createSeededRandom(`forgemesh/rounds/${String(settings.seed)}`),
@@ -254,7 +257,7 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
       }
     })
     const compressor = settings.compression.kind === 'none' ? undefined : createCompressor(settings.compression, { length: vectorLength })
-    member = createMemberRole({ site: init.site, selfPeerId: self, localSteps: settings.localSteps, template, updateTimeoutMs: UPDATE_TIMEOUT_MS }, {
+    member = createMemberRole({ site: init.site, selfPeerId: self, localSteps: settings.localSteps, template, updateTimeoutMs: exchangeMs }, {
       clock,
       logger: log.child('member'),
       learner,
