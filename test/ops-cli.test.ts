@@ -142,11 +142,12 @@ describe('forgemesh node start and status without a running node', () => {
   })
 
   it('every command has help (exit 0) and bad usage exits 2', async () => {
-    for (const args of [['init', '--help'], ['node', 'start', '--help'], ['status', '--help'], ['audit', 'verify', '--help'], ['audit', 'list', '--help']]) {
-      const r = await forgemesh(...args)
-      expect(r.code, args.join(' ')).toBe(0)
-      expect(r.stdout, args.join(' ')).toMatch(/^usage: forgemesh /)
-    }
+    const cases = [['init', '--help'], ['node', 'start', '--help'], ['status', '--help'], ['audit', 'verify', '--help'], ['audit', 'list', '--help']]
+    const runs = await Promise.all(cases.map(async args => await forgemesh(...args)))
+    runs.forEach((r, i) => {
+      expect(r.code, cases[i]!.join(' ')).toBe(0)
+      expect(r.stdout, cases[i]!.join(' ')).toMatch(/^usage: forgemesh /)
+    })
     const r = await forgemesh('node', 'start', '--log-level', 'chatty')
     expect(r.code).toBe(2)
     expect(r.stderr).toBe('forgemesh: --log-level: expected debug, info, warn or error, got \'chatty\'\n')
