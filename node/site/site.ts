@@ -11,9 +11,7 @@
  *   site.on('commit', ({ round, aggregateHash, participants, bytes }) => ...)
  *   await site.stop()
  */
-import type { Clock, Logger, Random } from '../../coordinator/components.ts'
 import { createSeededRandom } from '../../coordinator/components.ts'
-import type { RoundBytes } from '../../coordinator/compression/accounting.ts'
 import { createCompressor } from '../../coordinator/compression/combined.ts'
 import { createStrategy } from '../../coordinator/strategies/registry.ts'
 import { SiteImpersonationError } from '../../protocols/errors.ts'
@@ -23,96 +21,25 @@ import { flattenTensors } from '../../protocols/tensors.ts'
 import { UPDATE_PROTOCOL, UPDATE_TIMEOUT_MS } from '../../protocols/update/constants.ts'
 import { createAuditLog, type AuditKind, type AuditLog } from '../audit.ts'
 import { ConfigError, SiteStateError } from '../errors.ts'
-import type { SiteIdentity } from '../identity.ts'
-import { createSiteHost, type PeerTraffic, type SiteHost, type SiteHostInit, type WireTap } from '../mesh/host.ts'
+import { createSiteHost, type PeerTraffic } from '../mesh/host.ts'
 import { createMembership } from '../mesh/membership.ts'
 import { createModelService } from '../mesh/model.ts'
 import { createUpdateService } from '../mesh/update.ts'
-import { createSiteMetrics, type SiteMetrics } from '../metrics.ts'
-import { createPrivacyLedger, type PrivacyLedger, type Spent } from '../privacy/ledger.ts'
+import { createSiteMetrics } from '../metrics.ts'
+import { createPrivacyLedger, type PrivacyLedger } from '../privacy/ledger.ts'
 import { createPrivateUpdates, resolvePrivacyPlan } from '../privacy/updates.ts'
 import { createRoundLog, type RoundLog } from '../round-log.ts'
 import { openSiteStore, type SiteStore } from '../store.ts'
 import { decodeUpdate } from './bundle.ts'
-import { createCommitPath, type CommitPath, type CommitVia, type Committed } from './commits.ts'
-import { parseFederationSettings, type FederationSettingsInput } from './config.ts'
+import { createCommitPath, type CommitPath, type Committed } from './commits.ts'
+import { parseFederationSettings } from './config.ts'
 import { createCoordinatorRole, type CoordinatorRole } from './coordinator.ts'
-import type { Learner } from './learner.ts'
-import { createMemberRole, type MemberRole, type SentUpdate } from './member.ts'
+import { createMemberRole, type MemberRole } from './member.ts'
 import { createPresence, type Presence } from './presence.ts'
 import { createEmitter, createWaker } from './signals.ts'
+import type { CommitBytes, Site, SiteComponents, SiteEvents, SiteInit, SiteStatus } from './types.ts'
 
-export interface SiteInit {
-  /** The site's name in the federation (hello, round records). */
-  site: string
-  identity: SiteIdentity
-  /** An open store (the caller closes it), or a folder to open at start and close at stop. */
-  store: SiteStore | string
-  host: Omit<SiteHostInit, 'identity'>
-  federation: FederationSettingsInput
-  /** sha256 hex of the model spec: members with another spec are refused. */
-  specHash: string
-  roles?: string[]
-}
-
-export interface SiteComponents {
-  clock: Clock
-  random: Random
-  logger: Logger
-  learner: Learner
-  wireTap?: WireTap
-  /** The service's audit log and metrics, when it owns them; otherwise the site makes its own. */
-  audit?: AuditLog
-  metrics?: SiteMetrics
-}
-
-export interface CommitBytes {
-  /** Each participant's update on the wire against float32, from the coordinator's accounting (absent after catch-up). */
-  round?: RoundBytes
-  /** Frame bytes this site wrote to / read from the mesh since its previous commit (every protocol). */
-  sentByThisSite: number
-  receivedByThisSite: number
-}
-
-export interface CommitEvent { round: number, aggregateHash: string, participants: string[], dropouts: string[], via: CommitVia, bytes: CommitBytes }
-
-export interface SiteEvents {
-  commit: CommitEvent
-  'round:opened': { round: number, attempt: number, participants: string[] }
-  /** An attempt ended without a commit (QuorumNotReachedError, or a participant cut off); the round reopens. */
-  'round:aborted': { round: number, attempt: number, reason: string, error?: { name: string, message: string } }
-  coordinator: { peerId: string | undefined, site: string | undefined, term: number }
-  'update:sent': SentUpdate
-  'peer:cut-off': { peerId: string, site: string | undefined, error: { name: string, message: string } }
-  'privacy:refused': { round: number, message: string }
-}
-
-export interface SiteStatus {
-  site: string
-  peerId: string
-  /** Last committed round (0 before the first). */
-  round: number
-  coordinator: { peerId: string, site: string, term: number } | null
-  peers: Array<{ peerId: string, site?: string, live: boolean, connected: boolean, cutOff: boolean }>
-  privacy: { spent: Spent, remaining: Spent } | null
-}
-
-export interface Site {
-  readonly name: string
-  readonly peerId: string
-  readonly host: SiteHost
-  start: (options?: { signal?: AbortSignal }) => Promise<void>
-  stop: () => Promise<void>
-  status: () => SiteStatus
-  /** Takes part in rounds until this site's log holds `untilRound`; returns the last committed round. */
-  run: (options: { untilRound: number, signal?: AbortSignal }) => Promise<number>
-  runRounds: (n: number, options?: { signal?: AbortSignal }) => Promise<number>
-  on: <K extends keyof SiteEvents>(event: K, listener: (e: SiteEvents[K]) => void) => () => void
-  multiaddrs: () => string[]
-  traffic: () => Map<string, PeerTraffic>
-  /** The durable round log (after start). */
-  roundLog: () => RoundLog
-}
+export type { CommitBytes, CommitEvent, Site, SiteComponents, SiteEvents, SiteInit, SiteStatus } from './types.ts'
 
 const PROTOCOLS = [MEMBERSHIP_PROTOCOL, UPDATE_PROTOCOL, MODEL_PROTOCOL]
 
@@ -144,8 +71,11 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
   let running = false
   let counted = new Map<string, PeerTraffic>()
 
+  // Audit appends are queued by the audit log itself; the tail is awaited before the store closes.
+  let audited: Promise<unknown> = Promise.resolve()
   const record = (kind: AuditKind, data: Record<string, unknown>): void => {
-    audit?.append(kind, data).catch((err: Error) => { log.warn('audit.failed', { kind, error: err.message }) })
+    if (audit === undefined) return
+    audited = audit.append(kind, data).catch((err: Error) => { log.warn('audit.failed', { kind, error: err.message }) })
   }
 
   const refreshPrivacy = async (): Promise<void> => {
@@ -367,6 +297,7 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
       await starting?.catch(() => {})
       await membership.stop()
       await host.stop()
+      await audited
       if (typeof init.store === 'string') await store?.close()
       log.info('site.stopped', { site: init.site, round: commits?.lastRound() })
     },
