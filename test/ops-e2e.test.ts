@@ -136,9 +136,12 @@ describe('two sites with the real CLI', () => {
     expect(types.get('forgemesh_privacy_epsilon_spent')).toBe('gauge')
     expect([...types.keys()].filter(n => n.startsWith('libp2p_')).length).toBeGreaterThan(0)
 
-    for (const n of [nodeA, nodeB]) n.signal('SIGTERM')
+    // SIGINT (Ctrl-C at a terminal) is the same clean stop.
+    nodeA.signal('SIGTERM')
+    nodeB.signal('SIGINT')
     expect(await nodeA.exited).toBe(0)
     expect(await nodeB.exited).toBe(0)
+    expect((await nodeB.event('node.stopped')).reason).toBe('signal SIGINT')
 
     // The audit trail: both starts and stops, every committed round once, intact.
     const list = await forgemesh('audit', 'list', '--config', a.configFile, '--json')
