@@ -249,10 +249,14 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
     if (running) throw new SiteStateError('the site is already running rounds')
     running = true
     const sig = signal === undefined ? stopped.signal : AbortSignal.any([signal, stopped.signal])
+    // An update the coordinator could not take yet is sent again with backoff: it may be large.
+    let retries = 0
+    let retryRound = 0
     try {
       while (c.lastRound() < untilRound) {
         sig.throwIfAborted()
         const round = c.lastRound() + 1
+        if (round !== retryRound) { retries = 0; retryRound = round }
         const leader = presence.leader()
         let wait = settings.heartbeatIntervalMs
         if (leader !== undefined) {
@@ -262,7 +266,8 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
           if (!m.refused()) {
             const step = await m.step(round, leader, { signal: sig })
             if (step === 'superseded') continue
-            if (step === 'retry') wait = settings.retryMs
+            if (step === 'retry' || step === 'later') wait = Math.min(settings.retryMs * 2 ** retries++, settings.heartbeatTimeoutMs)
+            if (step === 'acked') retries = 0
             if (step === 'stale') {
               await c.catchUp([leader.peerId, ...presence.live().filter(p => p !== self && p !== leader.peerId)], { signal: sig })
               continue

@@ -5,9 +5,10 @@
  * same settings; only its rows differ.
  */
 import { createHash } from 'node:crypto'
+import { appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createSeededRandom, createSilentLogger, type Logger } from '../../coordinator/components.ts'
-import { systemClock } from '../../node/components.ts'
+import { createLogger, systemClock } from '../../node/components.ts'
 import { loadOrCreateIdentity, type SiteIdentity } from '../../node/identity.ts'
 import type { CommittedRound } from '../../node/round-log.ts'
 import type { FederationSettingsInput } from '../../node/site/config.ts'
@@ -85,7 +86,7 @@ export async function startFederation (opts: FederationOptions): Promise<TestFed
     }, {
       clock: systemClock,
       random: createSeededRandom(`site/${i}`),
-      logger: opts.logger?.(i) ?? createSilentLogger(`forgemesh:${siteName(i)}`),
+      logger: opts.logger?.(i) ?? debugLogger(siteName(i)),
       learner: (opts.learners ?? regressionLearner)(i)
     })
     const seen: CommitEvent[] = []
@@ -99,6 +100,13 @@ export async function startFederation (opts: FederationOptions): Promise<TestFed
     commits,
     stop: async () => { for (const s of sites) await s.stop() }
   }
+}
+
+/** Silent, unless FM_SITE_DEBUG_DIR names a folder: then JSON lines per site, for reading a failed run. */
+function debugLogger (name: string): Logger {
+  const to = process.env['FM_SITE_DEBUG_DIR']
+  if (to === undefined) return createSilentLogger(`forgemesh:${name}`)
+  return createLogger(`forgemesh:${name}`, { level: 'debug', format: 'json', sink: (line) => { appendFileSync(join(to, `inproc-${name}.log`), line + '\n') } })
 }
 
 export async function records (site: Site): Promise<CommittedRound[]> {
