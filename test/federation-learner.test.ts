@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs'
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
 import { DP_ROUTING, EXACT_ROUTING, type RoutingConfig } from '../coordinator/routing/config.ts'
@@ -46,6 +47,14 @@ describe('the MoE site learner', () => {
     // Biases included: every tensor of the trained groups moved, nothing else did.
     expect(changed).toEqual(['expert.2.b1', 'expert.2.b2', 'expert.2.w1', 'expert.2.w2', 'shared.head.b', 'shared.head.w', 'shared.trunk.b', 'shared.trunk.w'])
     expect(learner.sampleCount).toBe(sites[site]!.n)
+    // No tensor outlives a round: train, exchange, publish.
+    const held = tf.memory().numTensors
+    for (let round = 0; round < 3; round++) {
+      await learner.trainLocal(2)
+      learner.setShared(learner.getShared())
+      learner.expertParams()
+    }
+    expect(tf.memory().numTensors).toBe(held)
   })
 
   it('exchanges exactly the trunk and head: getShared/setShared round-trip, the router is never sent', async () => {
