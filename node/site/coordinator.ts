@@ -13,8 +13,9 @@
  * new attempt again, since nothing of the failed attempt counted.
  */
 import type { Clock, Logger, Random } from '../../coordinator/components.ts'
-import { createRoundMachine, type RoundEvent, type RoundMachine, type UpdateInput } from '../../coordinator/round.ts'
-import type { Strategy } from '../../coordinator/strategies/types.ts'
+import { summarizeRoundBytes } from '../../coordinator/compression/accounting.ts'
+import { createRoundMachine, type RoundEvent, type RoundMachine, type RoundOutcome, type UpdateInput } from '../../coordinator/round.ts'
+import type { JsonValue, Strategy } from '../../coordinator/strategies/types.ts'
 import type { ModelService } from '../mesh/model.ts'
 import { RoundConflictError } from '../errors.ts'
 import { recordFromOutcome, type RoundLog } from '../round-log.ts'
@@ -22,6 +23,7 @@ import { encodeCommitBundle } from './bundle.ts'
 import type { CommitPath } from './commits.ts'
 import type { FederationSettings } from './config.ts'
 import type { Presence } from './presence.ts'
+import type { SecureSum } from './secagg.ts'
 
 export interface IncomingUpdate extends UpdateInput {
   peerId: string
@@ -37,12 +39,19 @@ export interface CoordinatorEvents {
   wake: () => void
 }
 
+/** Runs one secure-aggregation round with these members (peer ids); see secagg.ts. */
+export interface SecureRounds {
+  run: (round: number, attempt: number, peers: string[]) => Promise<SecureSum>
+}
+
 export interface CoordinatorRoleInit {
   settings: FederationSettings
+  vectorLength: number
+  /** Set when the federation aggregates securely: then no member pushes an update. */
+  secure?: SecureRounds
   /** Live members needed to open a round. */
   minParticipants: number
   specHash: string
-  vectorLength: number
   announceTimeoutMs: number
 }
 
@@ -83,6 +92,9 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
   let finalizing = false
   /** Members this coordinator has asked for rounds it missed, this term. */
   const caughtUpWith = new Set<string>()
+  let secureBusy = false
+  let secureRound_ = 0
+  let secureAttempt = 0
   let baseHash = ''
 
   const participants = (): string[] => presence.live().map(p => presence.siteOf(p)).filter((s): s is string => s !== undefined)
@@ -137,43 +149,58 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     handle(m, m.tick({ participants: participants() }))
   }
 
+  /**
+   * Announces a round outcome to every live member, then writes it here.
+   * False when a member already holds another commit of this round (another
+   * coordinator's landed first): nothing is written, ours is dropped.
+   */
+  const publish = async (outcome: RoundOutcome): Promise<{ published: boolean, aggregateHash: string }> => {
+    const round = outcome.round
+    const { record, aggregateBytes, strategyState } = recordFromOutcome(outcome, await components.log.lastHash())
+    const bundle = { record, aggregateBytes, strategyState, facts: { bytes: outcome.bytes } }
+    const commit = encodeCommitBundle(bundle)
+    const peers = presence.live().filter(p => p !== components.selfPeerId)
+    const answers = await Promise.allSettled(peers.map(async p => await components.model.announce(p, commit, { signal: AbortSignal.timeout(init.announceTimeoutMs) })))
+    const conflict = answers.findIndex(a => a.status === 'fulfilled' && !a.value.accepted && a.value.reason?.startsWith('conflict') === true)
+    if (conflict >= 0) {
+      log.warn('round.conflict', { round, peer: peers[conflict] })
+      return { published: false, aggregateHash: record.aggregateHash }
+    }
+    answers.forEach((a, i) => {
+      if (a.status === 'rejected') log.info('announce.failed', { round, peer: peers[i], error: (a.reason as Error).message })
+      else if (!a.value.accepted) log.info('announce.refused', { round, peer: peers[i], reason: a.value.reason })
+    })
+    try {
+      await commits.commitOwn(bundle)
+    } catch (err) {
+      if (!(err instanceof RoundConflictError)) throw err
+      log.warn('round.conflict', { round, error: err.message })
+      return { published: false, aggregateHash: record.aggregateHash }
+    }
+    return { published: true, aggregateHash: record.aggregateHash }
+  }
+
+  const strategyState = async (): Promise<JsonValue> => {
+    const last = commits.lastRound()
+    return last === 0 ? null : (await components.log.strategyState(last))!
+  }
+
   const finalize = async (m: RoundMachine): Promise<void> => {
     if (finalizing || machine !== m || m.status().phase !== 'ready') return
     finalizing = true
     clearTimer()
     try {
-      const round = m.status().round
-      if (commits.lastRound() !== round - 1) { drop(); return }
-      const last = commits.lastRound()
-      const state = last === 0 ? null : (await components.log.strategyState(last))!
-      const outcome = m.aggregate({ global: await commits.global(), strategy: components.strategy, state })
-      const { record, aggregateBytes, strategyState } = recordFromOutcome(outcome, await components.log.lastHash())
-      const bundle = { record, aggregateBytes, strategyState, facts: { bytes: outcome.bytes } }
-      const commit = encodeCommitBundle(bundle)
-      const peers = presence.live().filter(p => p !== components.selfPeerId)
-      const answers = await Promise.allSettled(peers.map(async p => await components.model.announce(p, commit, { signal: AbortSignal.timeout(init.announceTimeoutMs) })))
-      const conflict = answers.findIndex(a => a.status === 'fulfilled' && !a.value.accepted && a.value.reason?.startsWith('conflict') === true)
-      if (conflict >= 0) {
-        // Another coordinator's round r landed first: ours is dropped, theirs is fetched.
-        log.warn('round.conflict', { round, peer: peers[conflict] })
+      if (commits.lastRound() !== m.status().round - 1) { drop(); return }
+      const outcome = m.aggregate({ global: await commits.global(), strategy: components.strategy, state: await strategyState() })
+      const { published, aggregateHash } = await publish(outcome)
+      if (!published) {
+        // Another coordinator's round landed first: ours is dropped, theirs is fetched.
         drop()
         caughtUpWith.clear()
         return
       }
-      answers.forEach((a, i) => {
-        if (a.status === 'rejected') log.info('announce.failed', { round, peer: peers[i], error: (a.reason as Error).message })
-        else if (!a.value.accepted) log.info('announce.refused', { round, peer: peers[i], reason: a.value.reason })
-      })
-      try {
-        await commits.commitOwn(bundle)
-      } catch (err) {
-        if (!(err instanceof RoundConflictError)) throw err
-        log.warn('round.conflict', { round, error: err.message })
-        drop()
-        return
-      }
       if (machine === m) {
-        m.commit({ aggregateHash: record.aggregateHash })
+        m.commit({ aggregateHash })
         held = new Map()
       }
     } catch (err) {
@@ -182,6 +209,44 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     } finally {
       finalizing = false
       events.wake()
+    }
+  }
+
+  /**
+   * A round under secure aggregation: no per-site update ever reaches this
+   * site, only the sum of the survivors' clipped inputs. Their mean is the
+   * round's one pseudo-gradient (members weigh equally: the sum hides who
+   * sent what); the record lists the survivors as participants.
+   */
+  const secureRound = async (secure: SecureRounds, round: number, attempt: number, peers: string[]): Promise<void> => {
+    const invited = peers.map(p => presence.siteOf(p)!).sort()
+    events.opened({ round, attempt, participants: invited })
+    try {
+      const result = await secure.run(round, attempt, peers)
+      log.info('secagg.round', { round, attempt, contributors: result.contributors.length, recovered: result.recovered.length })
+      if (commits.lastRound() !== round - 1) return
+      const sites = result.contributors.map(p => presence.siteOf(p) ?? p)
+      const order = sites.map((s, i) => [s, i] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      const mean = result.sum.map(v => v / sites.length)
+      const aggregated = components.strategy.aggregate([{ site: 'secure-sum', delta: mean, samples: 1 }], await commits.global(), await strategyState())
+      const outcome: RoundOutcome = {
+        round,
+        attempt,
+        seed: components.roundRandom().fork(`round/${round}`).int(2 ** 32),
+        specHash: init.specHash,
+        strategy: components.strategy.name,
+        participants: order.map(([s]) => s),
+        dropouts: invited.filter(s => !sites.includes(s)),
+        updates: order.map(([s, i]) => ({ site: s, nonce: `${round}:${s}`, samples: result.samples.get(result.contributors[i]!) ?? 1 })),
+        next: aggregated.next,
+        state: aggregated.state,
+        bytes: summarizeRoundBytes(sites.map(site => ({ site, rawBytes: 4 * init.vectorLength, wireBytes: 4 * init.vectorLength })))
+      }
+      await publish(outcome)
+    } catch (err) {
+      const e = err as Error
+      log.warn('secagg.round.failed', { round, attempt, error: e.name, message: e.message })
+      events.aborted({ round, attempt, reason: 'secure-aggregation-failed', error: { name: e.name, message: e.message } })
     }
   }
 
@@ -197,6 +262,20 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
         if (commits.lastRound() >= round) return
       }
       if (finalizing) return
+      const secure = init.secure
+      if (secure !== undefined) {
+        const peers = presence.live()
+        if (secureBusy || peers.length < init.minParticipants) return
+        if (secureRound_ !== round) { secureRound_ = round; secureAttempt = 0 }
+        secureBusy = true
+        finalizing = true
+        void secureRound(secure, round, ++secureAttempt, peers).finally(() => {
+          secureBusy = false
+          finalizing = false
+          events.wake()
+        })
+        return
+      }
       if (machine !== undefined) {
         const st = machine.status()
         if (st.round === round) {

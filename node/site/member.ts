@@ -83,6 +83,8 @@ interface Prepared {
 
 export interface MemberRole {
   step: (round: number, leader: Leader, options?: { signal?: AbortSignal }) => Promise<StepResult>
+  /** Under secure aggregation: this round's (clipped, noised, charged) update, for the secagg client to mask. */
+  input: (round: number, signal?: AbortSignal) => Promise<{ delta: Float32Array, samples: number } | undefined>
   /** The budget is spent (this site sends nothing more). */
   refused: () => boolean
 }
@@ -162,24 +164,38 @@ export function createMemberRole (init: MemberRoleInit, components: MemberRoleCo
     return ack.reason === undefined ? { accepted: ack.accepted } : { accepted: ack.accepted, reason: ack.reason }
   }
 
+  /** The round's update, prepared once; undefined when the round was committed meanwhile. */
+  const preparedFor = async (round: number, signal?: AbortSignal): Promise<Prepared | undefined> => {
+    if (prepared?.round === round) return prepared
+    prepared = undefined
+    try {
+      prepared = await prepare(round, signal)
+    } catch (err) {
+      if (!(err instanceof PrivacyBudgetExceededError)) throw err
+      refused = true
+      log.warn('update.refused', { round, error: err.message })
+      await components.onRefused(round, err)
+      throw err
+    }
+    return prepared
+  }
+
   return {
     refused: () => refused,
+    input: async (round, signal) => {
+      const p = await preparedFor(round, signal)
+      return p === undefined ? undefined : { delta: p.delta, samples: p.samples }
+    },
     step: async (round, leader, options = {}) => {
       if (refused) return 'privacy-refused'
       if (acked?.round === round && acked.peerId === leader.peerId && acked.term === leader.term) return 'acked'
-      if (prepared?.round !== round) {
-        prepared = undefined
-        try {
-          prepared = await prepare(round, options.signal)
-        } catch (err) {
-          if (!(err instanceof PrivacyBudgetExceededError)) throw err
-          refused = true
-          log.warn('update.refused', { round, error: err.message })
-          await components.onRefused(round, err)
-          return 'privacy-refused'
-        }
-        if (prepared === undefined) return 'superseded'
+      try {
+        if (await preparedFor(round, options.signal) === undefined) return 'superseded'
+      } catch (err) {
+        if (err instanceof PrivacyBudgetExceededError) return 'privacy-refused'
+        throw err
       }
+      if (prepared === undefined) return 'superseded'
       let verdict: Verdict
       try {
         verdict = await send(prepared, leader, options.signal)

@@ -17,6 +17,7 @@ import { createStrategy } from '../../coordinator/strategies/registry.ts'
 import { SiteImpersonationError } from '../../protocols/errors.ts'
 import { MEMBERSHIP_PROTOCOL } from '../../protocols/membership/constants.ts'
 import { MODEL_PROTOCOL, MODEL_TIMEOUT_MS } from '../../protocols/model/constants.ts'
+import { SECAGG_PROTOCOL } from '../../protocols/secagg/constants.ts'
 import { flattenTensors } from '../../protocols/tensors.ts'
 import { UPDATE_PROTOCOL, UPDATE_TIMEOUT_MS } from '../../protocols/update/constants.ts'
 import { createAuditLog, type AuditKind, type AuditLog } from '../audit.ts'
@@ -33,15 +34,18 @@ import { openSiteStore, type SiteStore } from '../store.ts'
 import { decodeUpdate } from './bundle.ts'
 import { createCommitPath, type CommitPath, type Committed } from './commits.ts'
 import { parseFederationSettings } from './config.ts'
-import { createCoordinatorRole, type CoordinatorRole } from './coordinator.ts'
+import { createCoordinatorRole, type CoordinatorRole, type SecureRounds } from './coordinator.ts'
 import { createMemberRole, type MemberRole } from './member.ts'
 import { createPresence, type Presence } from './presence.ts'
+import { createSecAggMember, identitySigner, peerIdVerifier, runSecureAggregation, serveSecAgg } from './secagg.ts'
 import { createEmitter, createWaker } from './signals.ts'
 import type { CommitBytes, Site, SiteComponents, SiteEvents, SiteInit, SiteStatus } from './types.ts'
 
 export type { CommitBytes, CommitEvent, Site, SiteComponents, SiteEvents, SiteInit, SiteStatus } from './types.ts'
 
 const PROTOCOLS = [MEMBERSHIP_PROTOCOL, UPDATE_PROTOCOL, MODEL_PROTOCOL]
+/** Under secure aggregation every member must speak secagg: a hello without it is refused. */
+const SECURE_PROTOCOLS = [...PROTOCOLS, SECAGG_PROTOCOL]
 
 export function createSite (init: SiteInit, components: SiteComponents): Site {
   const settings = parseFederationSettings(init.federation)
@@ -52,7 +56,7 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
   const events = createEmitter<SiteEvents>((event, err) => { log.error('listener.failed', { event: String(event), error: err }) })
   const waker = createWaker()
   const host = createSiteHost({ ...init.host, identity: init.identity }, { logger: log.child('mesh'), clock, ...(components.wireTap !== undefined ? { wireTap: components.wireTap } : {}) })
-  const membership = createMembership({ hello: { site: init.site, roles: init.roles ?? ['member'], capabilities: ['train'], modelSpecHash: init.specHash, protocols: PROTOCOLS } }, { host, logger: log.child('membership') })
+  const membership = createMembership({ hello: { site: init.site, roles: init.roles ?? ['member'], capabilities: ['train'], modelSpecHash: init.specHash, protocols: settings.privacy.secureAggregation.enabled ? SECURE_PROTOCOLS : PROTOCOLS } }, { host, logger: log.child('membership') })
   const updates = createUpdateService({}, { host, logger: log.child('update') })
   const model = createModelService({}, { host, logger: log.child('model') })
   const presence: Presence = createPresence({ self: { peerId: self, site: init.site }, heartbeatIntervalMs: settings.heartbeatIntervalMs, heartbeatTimeoutMs: settings.heartbeatTimeoutMs, priorities: settings.priorities }, { host, membership, clock, logger: log.child('presence') })
@@ -155,7 +159,6 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
     const vectorLength = initial.length
     const members = new Set([...init.host.allowlist, self]).size
     const plan = resolvePrivacyPlan({ privacy: settings.privacy, sites: members, vectorLength, strategy: settings.strategy, compression: settings.compression })
-    if (plan.secureAggregation !== undefined) throw new ConfigError('privacy.secureAggregation: secure aggregation is not carried over the mesh yet; set enabled: false')
     const budget = settings.privacy.budget
     if (budget !== undefined) ledger = createPrivacyLedger(store, { epsilonBudget: budget.epsilon, delta: budget.delta }, { clock })
     const privateUpdates = budget === undefined && settings.privacy.clipNorm === undefined
@@ -165,8 +168,22 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
     await commits.load()
     // A member that does not answer within a round's time catches up later; the round goes on.
     const exchangeMs = Math.min(settings.roundTimeoutMs, MODEL_TIMEOUT_MS, UPDATE_TIMEOUT_MS)
-    const minParticipants = settings.minParticipants ?? Math.floor(members / 2) + 1
-    coordinator = createCoordinatorRole({ settings, minParticipants, specHash: init.specHash, vectorLength, announceTimeoutMs: exchangeMs }, {
+    const sa = plan.secureAggregation
+    // A secure round needs `threshold` members at every stage: fewer cannot even start.
+    const minParticipants = Math.max(settings.minParticipants ?? Math.floor(members / 2) + 1, sa?.threshold ?? 1)
+    const verify = peerIdVerifier()
+    const secure: SecureRounds | undefined = sa === undefined
+      ? undefined
+      : {
+          run: async (round, attempt, peers) => await runSecureAggregation({
+            round,
+            roundId: `${init.specHash.slice(0, 16)}/${round}/${attempt}`,
+            participants: peers,
+            params: { n: peers.length, threshold: sa.threshold, vectorLength, ringBits: sa.ringBits, scale: sa.scale, clipNorm: settings.privacy.clipNorm!, baseHash: commits!.globalHash() },
+            timeoutMs: exchangeMs
+          }, { host, selfPeerId: self, local: async (req, signal) => await secureMember!.answer(self, req, signal), verify, logger: log.child('secagg') })
+        }
+    coordinator = createCoordinatorRole({ settings, minParticipants, specHash: init.specHash, vectorLength, announceTimeoutMs: exchangeMs, ...(secure !== undefined ? { secure } : {}) }, {
       clock,
       logger: log.child('coordinator'),
       roundRandom: () => createSeededRandom(`forgemesh/rounds/${String(settings.seed)}`),
@@ -186,7 +203,8 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
         wake: () => { waker.wake() }
       }
     })
-    const compressor = settings.compression.kind === 'none' ? undefined : createCompressor(settings.compression, { length: vectorLength })
+    // Under secure aggregation the ring quantisation is the compression.
+    const compressor = settings.compression.kind === 'none' || sa !== undefined ? undefined : createCompressor(settings.compression, { length: vectorLength })
     member = createMemberRole({ site: init.site, selfPeerId: self, localSteps: settings.localSteps, template, updateTimeoutMs: exchangeMs }, {
       clock,
       logger: log.child('member'),
@@ -228,6 +246,21 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
       return await c.accept(peerId, info, tensors, signal)
     })
     model.provideCommits(async (round) => await c.provide(round))
+    const m = member
+    const secureMember = sa === undefined
+      ? undefined
+      : createSecAggMember({
+        selfPeerId: self,
+        random: components.random.fork('secagg'),
+        sign: identitySigner(init.identity),
+        verify,
+        logger: log.child('secagg'),
+        isLeader: (peerId) => presence.leader()?.peerId === peerId,
+        next: () => ({ round: c.lastRound() + 1, baseHash: c.globalHash() }),
+        behind: (peerId) => { void c.catchUp([peerId]).then(() => { waker.wake() }) },
+        input: async (round, signal) => await m.input(round, signal)
+      })
+    if (secureMember !== undefined) await serveSecAgg(host, secureMember)
     wire()
     await membership.start()
     await updates.start()
@@ -244,6 +277,7 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
     return { commits, coordinator, member }
   }
 
+  const secureMode = settings.privacy.secureAggregation.enabled
   const run: Site['run'] = async ({ untilRound, signal }) => {
     const { commits: c, coordinator: coord, member: m } = started()
     if (running) throw new SiteStateError('the site is already running rounds')
@@ -263,7 +297,8 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
           if (leader.peerId === self) await coord.lead(round, { signal: sig })
           else coord.retire()
           if (c.lastRound() >= round) continue
-          if (!m.refused()) {
+          // Under secure aggregation the coordinator asks for inputs; members push nothing.
+          if (!m.refused() && !secureMode) {
             const step = await m.step(round, leader, { signal: sig })
             if (step === 'superseded') continue
             if (step === 'retry' || step === 'later') wait = Math.min(settings.retryMs * 2 ** retries++, settings.heartbeatTimeoutMs)

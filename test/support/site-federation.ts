@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { createSeededRandom, createSilentLogger, type Logger } from '../../coordinator/components.ts'
 import { createLogger, systemClock } from '../../node/components.ts'
 import { loadOrCreateIdentity, type SiteIdentity } from '../../node/identity.ts'
+import type { WireTap } from '../../node/mesh/host.ts'
 import type { CommittedRound } from '../../node/round-log.ts'
 import type { FederationSettingsInput } from '../../node/site/config.ts'
 import type { Learner } from '../../node/site/learner.ts'
@@ -61,6 +62,7 @@ export interface FederationOptions {
   settings?: FederationSettingsInput
   learners?: (i: number) => Learner
   logger?: (i: number) => Logger
+  wireTap?: (i: number) => WireTap | undefined
 }
 
 export interface TestFederation {
@@ -87,7 +89,8 @@ export async function startFederation (opts: FederationOptions): Promise<TestFed
       clock: systemClock,
       random: createSeededRandom(`site/${i}`),
       logger: opts.logger?.(i) ?? debugLogger(siteName(i)),
-      learner: (opts.learners ?? regressionLearner)(i)
+      learner: (opts.learners ?? regressionLearner)(i),
+      ...(opts.wireTap?.(i) !== undefined ? { wireTap: opts.wireTap(i)! } : {})
     })
     const seen: CommitEvent[] = []
     site.on('commit', (e) => { seen.push(e) })
