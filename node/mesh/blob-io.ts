@@ -19,6 +19,8 @@ export interface BlobSink {
   /** Feeds the first `length` bytes held to `hasher` (to resume a hash). */
   rehash: (hasher: Hash, length: number) => Promise<void>
   write: (offset: number, bytes: Uint8Array) => Promise<void>
+  /** Optional: the peer says the blob has `total` bytes (a hint; may be a lie, so never trusted for more than room). */
+  reserve?: (total: number) => void
   /** The blob is verified: make it final. */
   commit: () => Promise<void>
   /** The blob failed verification: throw it away. */
@@ -26,21 +28,41 @@ export interface BlobSink {
 }
 
 const REHASH_CHUNK = 4 * 1024 * 1024
+/**
+ * A memory sink told the size up front writes into one buffer of that size:
+ * no copy per chunk and none at the end. Larger claims keep the chunk list.
+ * The buffer is only reserved; its pages are mapped as bytes arrive.
+ */
+const MEMORY_RESERVE_MAX_BYTES = 1024 * 1024 * 1024
 
 export function memorySink (): BlobSink & { bytes: () => Uint8Array } {
   let chunks: Uint8Array[] = []
+  let whole: Uint8Array | undefined
   let length = 0
+  const held = (): Uint8Array[] => whole === undefined ? chunks : [whole.subarray(0, length)]
   return {
     size: async () => length,
-    rehash: async (hasher) => { for (const c of chunks) hasher.update(c) },
+    rehash: async (hasher) => { for (const c of held()) hasher.update(c) },
+    reserve: (total) => {
+      if (whole !== undefined || !(Number.isSafeInteger(total) && total > length && total <= MEMORY_RESERVE_MAX_BYTES)) return
+      whole = new Uint8Array(total)
+      let off = 0
+      for (const c of chunks) { whole.set(c, off); off += c.byteLength }
+      chunks = []
+    },
     write: async (offset, bytes) => {
       if (offset !== length) throw new RangeError(`memory sink holds ${length} bytes; cannot write at ${offset}`)
-      chunks.push(bytes.slice())
+      if (whole !== undefined && length + bytes.byteLength <= whole.byteLength) whole.set(bytes, length)
+      else {
+        if (whole !== undefined) { chunks = [whole.subarray(0, length)]; whole = undefined }
+        chunks.push(bytes.slice())
+      }
       length += bytes.byteLength
     },
     commit: async () => {},
-    discard: async () => { chunks = []; length = 0 },
+    discard: async () => { chunks = []; whole = undefined; length = 0 },
     bytes: () => {
+      if (whole !== undefined) return length === whole.byteLength ? whole : whole.slice(0, length)
       const out = new Uint8Array(length)
       let off = 0
       for (const c of chunks) { out.set(c, off); off += c.byteLength }

@@ -9,7 +9,7 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import type { z } from 'zod'
-import { decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame } from '../../protocols/frame/frame.ts'
+import { decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type ParsedFrame } from '../../protocols/frame/frame.ts'
 import { MeshStreamError, RemoteError } from '../errors.ts'
 
 export type WireTap = (direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
@@ -21,6 +21,8 @@ export interface FrameStreamInit {
   maxFrameBytes: number
   tap?: WireTap
   count?: (direction: 'out' | 'in', bytes: number) => void
+  /** Hash every frame's body from this offset on while it arrives (Frame.bodyDigest). */
+  bodyDigestFrom?: number
 }
 
 /** Complete frames queued for the reader before the stream is paused. */
@@ -38,7 +40,7 @@ export class FrameStream {
   readonly protocol: string
   readonly maxFrameBytes: number
   private readonly parser: FrameParser
-  private readonly queue: Uint8Array[] = []
+  private readonly queue: ParsedFrame[] = []
   private queuedBytes = 0
   private ended = false
   private failure: Error | undefined
@@ -53,7 +55,7 @@ export class FrameStream {
     this.maxFrameBytes = init.maxFrameBytes
     this.tap = init.tap
     this.count = init.count
-    this.parser = new FrameParser({ maxFrameBytes: init.maxFrameBytes })
+    this.parser = new FrameParser({ maxFrameBytes: init.maxFrameBytes }, init.bodyDigestFrom === undefined ? {} : { bodyDigestFrom: init.bodyDigestFrom })
     this.stream.maxReadBufferLength = Math.max(this.stream.maxReadBufferLength, READ_BUFFER_BYTES)
     this.stream.addEventListener('message', (evt) => { this.onData(evt.data) })
     this.stream.addEventListener('remoteCloseWrite', () => { this.finish() })
@@ -62,14 +64,16 @@ export class FrameStream {
 
   private onData (data: Uint8Array | Uint8ArrayList): void {
     if (this.failure !== undefined) return
-    const chunk = data instanceof Uint8Array ? data : data.subarray()
-    this.tap?.('in', this.peerId, this.protocol, chunk)
-    this.count?.('in', chunk.byteLength)
     try {
-      this.parser.push(chunk)
-      for (let f = this.parser.next(); f !== undefined; f = this.parser.next()) {
+      // A list's buffers go in one by one: joining them would copy every byte.
+      for (const chunk of data instanceof Uint8Array ? [data] : data) {
+        this.tap?.('in', this.peerId, this.protocol, chunk)
+        this.count?.('in', chunk.byteLength)
+        this.parser.push(chunk)
+      }
+      for (let f = this.parser.nextFrame(); f !== undefined; f = this.parser.nextFrame()) {
         this.queue.push(f)
-        this.queuedBytes += f.byteLength
+        this.queuedBytes += f.bytes.byteLength
       }
     } catch (err) {
       // Oversized or malformed length: stop reading now, before buffering it.
@@ -97,10 +101,14 @@ export class FrameStream {
    * remote closed cleanly between frames.
    */
   async readBytes (options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
+    return (await this.readParsed(options))?.bytes
+  }
+
+  private async readParsed (options: { signal?: AbortSignal }): Promise<ParsedFrame | undefined> {
     for (;;) {
       const next = this.queue.shift()
       if (next !== undefined) {
-        this.queuedBytes -= next.byteLength
+        this.queuedBytes -= next.bytes.byteLength
         if (this.queuedBytes < LOW_WATER && this.stream.readStatus === 'paused') this.stream.resume()
         return next
       }
@@ -126,19 +134,20 @@ export class FrameStream {
    * remote closed cleanly. An error frame from the peer throws RemoteError.
    */
   async read<S extends z.ZodType> (schema: S, options: { signal?: AbortSignal } = {}): Promise<Frame<z.infer<S>> | undefined> {
-    const bytes = await this.readBytes(options)
-    if (bytes === undefined) return undefined
-    const raw = decodeFrameRaw(bytes, { maxFrameBytes: this.maxFrameBytes })
+    const parsed = await this.readParsed(options)
+    if (parsed === undefined) return undefined
+    const raw = decodeFrameRaw(parsed.bytes, { maxFrameBytes: this.maxFrameBytes })
     const remote = ErrorHeader.safeParse(raw.header)
     if (remote.success) throw new RemoteError(remote.data.code, `${this.peerId} answered ${this.protocol} with ${remote.data.code}: ${remote.data.message}`)
     const frame: Frame<z.infer<S>> = { header: parseHeader(raw.header, schema) }
     if (raw.body !== undefined) frame.body = raw.body
+    if (parsed.bodyDigest !== undefined) frame.bodyDigest = parsed.bodyDigest
     return frame
   }
 
-  async write (header: unknown, body?: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<void> {
+  /** One frame; a body given as parts goes out part by part, never joined. */
+  async write (header: unknown, body?: Uint8Array | readonly Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<void> {
     for (const part of encodeFrameParts(header, body)) {
-      if (part === undefined) continue
       this.tap?.('out', this.peerId, this.protocol, part)
       this.count?.('out', part.byteLength)
       let ok: boolean

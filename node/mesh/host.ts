@@ -16,7 +16,7 @@ import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import type { z } from 'zod'
 import type { Clock, Logger } from '../../coordinator/components.ts'
 import { ForgemeshError, WireFormatError } from '../../protocols/errors.ts'
-import { AnyHeader, type Frame } from '../../protocols/frame/frame.ts'
+import { AnyHeader, type Frame, type OutgoingFrame } from '../../protocols/frame/frame.ts'
 import { ConfigError, InsecureMeshError, MeshNotStartedError, MeshRequestTimeoutError, MeshStreamError, PeerNotAllowedError } from '../errors.ts'
 import type { SiteIdentity } from '../identity.ts'
 import { FrameStream, type WireTap } from './frame-stream.ts'
@@ -66,7 +66,7 @@ export interface FrameContext {
   signal: AbortSignal
 }
 
-export type FrameHandler<H> = (frame: Frame<H>, ctx: FrameContext) => Promise<Frame | undefined> | Frame | undefined
+export type FrameHandler<H> = (frame: Frame<H>, ctx: FrameContext) => Promise<OutgoingFrame | undefined> | OutgoingFrame | undefined
 export type StreamFrameHandler = (stream: FrameStream, ctx: FrameContext) => Promise<void>
 
 export interface HandleOptions<S extends z.ZodType> {
@@ -76,6 +76,8 @@ export interface HandleOptions<S extends z.ZodType> {
   /** Whole exchange deadline. Default 60 s. */
   timeoutMs?: number
   maxInboundStreams?: number
+  /** Hash each request body from this offset on as it arrives (Frame.bodyDigest). */
+  bodyDigestFrom?: number
 }
 
 export interface RequestOptions<S extends z.ZodType> {
@@ -98,7 +100,8 @@ export interface SiteHost {
   connectedPeers: () => string[]
   handle: <S extends z.ZodType = typeof AnyHeader>(protocol: string, handler: FrameHandler<z.infer<S>>, options: HandleOptions<S>) => Promise<void>
   handleStream: (protocol: string, handler: StreamFrameHandler, options: Omit<HandleOptions<z.ZodType>, 'schema'>) => Promise<void>
-  request: <S extends z.ZodType = typeof AnyHeader>(peerId: string, protocol: string, frame: Frame, options?: RequestOptions<S>) => Promise<Frame<z.infer<S>>>
+  /** One frame each way; a body given as parts is sent without being joined. */
+  request: <S extends z.ZodType = typeof AnyHeader>(peerId: string, protocol: string, frame: OutgoingFrame, options?: RequestOptions<S>) => Promise<Frame<z.infer<S>>>
   openStream: (peerId: string, protocol: string, options: { maxFrameBytes: number, signal?: AbortSignal }) => Promise<FrameStream>
   /** Closes every connection to the peer (it may come back; see `refuse`). */
   closePeer: (peerId: string, reason: string) => Promise<void>
@@ -141,8 +144,8 @@ export function createSiteHost (init: SiteHostInit, components: SiteHostComponen
     else t.bytesOut += n
   }
 
-  const frameStream = (stream: Stream, peerId: string, protocol: string, maxFrameBytes: number): FrameStream =>
-    new FrameStream({ stream, peerId, protocol, maxFrameBytes, tap: components.wireTap, count: counter(peerId) })
+  const frameStream = (stream: Stream, peerId: string, protocol: string, maxFrameBytes: number, bodyDigestFrom?: number): FrameStream =>
+    new FrameStream({ stream, peerId, protocol, maxFrameBytes, tap: components.wireTap, count: counter(peerId), ...(bodyDigestFrom !== undefined ? { bodyDigestFrom } : {}) })
 
   const started = (): Libp2p => {
     if (node === undefined) throw new MeshNotStartedError('the site host is not started')
@@ -192,7 +195,7 @@ export function createSiteHost (init: SiteHostInit, components: SiteHostComponen
         stream.abort(new PeerNotAllowedError(`peer ${peerId} is not a member`))
         return
       }
-      const fs = frameStream(stream, peerId, protocol, options.maxFrameBytes)
+      const fs = frameStream(stream, peerId, protocol, options.maxFrameBytes, options.bodyDigestFrom)
       const signal = AbortSignal.timeout(timeoutMs)
       try {
         await handler(fs, { peerId, protocol, signal })

@@ -153,6 +153,7 @@ export async function fetchBlob (host: SiteHost, peerId: string, hash: string, o
         if (h.kind === 'not-found') throw new BlobNotFoundError(`${peerId} does not hold blob ${hash}`)
         if (h.kind === 'stat') throw new FrameDecodeError(`${peerId} answered a fetch with a stat`)
         if (total >= 0 && h.size !== total) throw new FrameDecodeError(`${peerId} changed the size of ${hash} from ${total} to ${h.size}`)
+        if (total < 0) sink.reserve?.(h.size)
         total = h.size
         if (h.kind === 'end') {
           if (received !== total) throw new FrameDecodeError(`${peerId} ended ${hash} at ${received} of ${total} bytes`)

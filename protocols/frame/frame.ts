@@ -1,8 +1,8 @@
 /**
  * Length-prefixed frames: a zod-validated JSON header plus an optional binary
- * body (layout in constants.ts). `FrameParser` cuts frames out of a byte
- * stream incrementally and refuses an oversized frame from its length field,
- * before buffering it.
+ * body (layout in constants.ts). `FrameParser` (parser.ts) cuts frames out of
+ * a byte stream incrementally and refuses an oversized frame from its length
+ * field, before buffering it.
  */
 import { z } from 'zod'
 import { FrameDecodeError, FrameHeaderError, FrameTooLargeError } from '../errors.ts'
@@ -11,6 +11,17 @@ import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MAX_FRAME_LIMIT, MAX_HEADER_BYTES, M
 export interface Frame<H = unknown> {
   header: H
   body?: Uint8Array
+  /**
+   * Set by a receiver that asked for it (`bodyDigestFrom`): sha256 of the
+   * body from that offset on, computed while the bytes arrived.
+   */
+  bodyDigest?: Uint8Array
+}
+
+/** A frame to send: the body may be several parts, sent in order without being joined. */
+export interface OutgoingFrame<H = unknown> {
+  header: H
+  body?: Uint8Array | readonly Uint8Array[]
 }
 
 export interface FrameLimits {
@@ -22,10 +33,12 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /**
- * The frame as two parts: prefix+header, and the body untouched, so a large
- * body goes to the stream without being copied.
+ * The frame as parts: prefix+header, then the body untouched (one part, or
+ * the caller's parts in order), so a large body goes to the stream without
+ * being copied.
  */
-export function encodeFrameParts (header: unknown, body?: Uint8Array): [Uint8Array, Uint8Array?] {
+export function encodeFrameParts (header: unknown, body?: Uint8Array | readonly Uint8Array[]): [Uint8Array, ...Uint8Array[]] {
+  const parts = body === undefined ? [] : body instanceof Uint8Array ? [body] : body
   const text = JSON.stringify(header)
   // Pad with JSON whitespace so the body starts 8-aligned in the frame: a
   // receiver can then view float data in place instead of copying it.
@@ -33,7 +46,8 @@ export function encodeFrameParts (header: unknown, body?: Uint8Array): [Uint8Arr
   const pad = (8 - ((MIN_FRAME_BYTES + raw.byteLength) % 8)) % 8
   const json = pad === 0 ? raw : encoder.encode(text + ' '.repeat(pad))
   if (json.byteLength > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${json.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
-  const bodyBytes = body?.byteLength ?? 0
+  let bodyBytes = 0
+  for (const p of parts) bodyBytes += p.byteLength
   const after = HEADER_LENGTH_BYTES + json.byteLength + bodyBytes
   if (after + LENGTH_BYTES > MAX_FRAME_LIMIT) throw new FrameTooLargeError(`frame of ${after + LENGTH_BYTES} bytes exceeds the u32 length field`)
   const head = new Uint8Array(MIN_FRAME_BYTES + json.byteLength)
@@ -41,16 +55,18 @@ export function encodeFrameParts (header: unknown, body?: Uint8Array): [Uint8Arr
   view.setUint32(0, after)
   view.setUint32(LENGTH_BYTES, json.byteLength)
   head.set(json, MIN_FRAME_BYTES)
-  return body === undefined || body.byteLength === 0 ? [head] : [head, body]
+  return [head, ...parts.filter(p => p.byteLength > 0)]
 }
 
 /** One contiguous frame (copies the body; use encodeFrameParts for bulk). */
-export function encodeFrame (header: unknown, body?: Uint8Array): Uint8Array {
-  const [head, rest] = encodeFrameParts(header, body)
-  if (rest === undefined) return head
-  const out = new Uint8Array(head.byteLength + rest.byteLength)
-  out.set(head)
-  out.set(rest, head.byteLength)
+export function encodeFrame (header: unknown, body?: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  const parts = encodeFrameParts(header, body)
+  if (parts.length === 1) return parts[0]
+  let total = 0
+  for (const p of parts) total += p.byteLength
+  const out = new Uint8Array(total)
+  let off = 0
+  for (const p of parts) { out.set(p, off); off += p.byteLength }
   return out
 }
 
@@ -101,65 +117,7 @@ export function decodeFrame<S extends z.ZodType> (bytes: Uint8Array, headerSchem
   return frame
 }
 
-/**
- * Incremental parser: feed it chunks as they arrive, take whole frames out.
- * It never holds more than one frame plus one incoming chunk, and refuses a
- * frame as soon as its length field says it is too large.
- */
-export class FrameParser {
-  private readonly chunks: Uint8Array[] = []
-  private buffered = 0
-  private need = -1
-  constructor (private readonly limits: FrameLimits) {}
-
-  get bufferedBytes (): number { return this.buffered }
-
-  push (chunk: Uint8Array): void {
-    if (chunk.byteLength === 0) return
-    this.chunks.push(chunk)
-    this.buffered += chunk.byteLength
-  }
-
-  /** The next complete frame's bytes, or undefined until enough has arrived. */
-  next (): Uint8Array | undefined {
-    if (this.need < 0) {
-      if (this.buffered < LENGTH_BYTES) return undefined
-      this.need = claimedFrameBytes(this.take(LENGTH_BYTES, false), this.limits)
-    }
-    if (this.buffered < this.need) return undefined
-    const frame = this.take(this.need, true)
-    this.need = -1
-    return frame
-  }
-
-  /** Bytes, from the front; `consume` removes them. Zero-copy when one chunk holds them all. */
-  private take (n: number, consume: boolean): Uint8Array {
-    const first = this.chunks[0]!
-    let out: Uint8Array
-    if (first.byteLength >= n) {
-      out = first.subarray(0, n)
-      if (consume) {
-        if (first.byteLength === n) this.chunks.shift()
-        else this.chunks[0] = first.subarray(n)
-      }
-    } else {
-      out = new Uint8Array(n)
-      let off = 0
-      let i = 0
-      while (off < n) {
-        const c = this.chunks[i]!
-        const k = Math.min(c.byteLength, n - off)
-        out.set(c.subarray(0, k), off)
-        off += k
-        if (!consume) { i++; continue }
-        if (k === c.byteLength) this.chunks.shift()
-        else this.chunks[0] = c.subarray(k)
-      }
-    }
-    if (consume) this.buffered -= n
-    return out
-  }
-}
+export { FrameParser, type FrameParserOptions, type ParsedFrame } from './parser.ts'
 
 /** Header every protocol may answer with instead of its own response. */
 export const ErrorHeader = z.object({

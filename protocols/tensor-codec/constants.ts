@@ -19,6 +19,8 @@ export const HASH_OFFSET = 4
 export const HASH_BYTES = 32
 export const MANIFEST_LENGTH_OFFSET = HASH_OFFSET + HASH_BYTES
 export const MANIFEST_OFFSET = MANIFEST_LENGTH_OFFSET + 4
+/** The carried sha256 covers every byte from here to the end of the body. */
+export const BODY_HASH_FROM = MANIFEST_LENGTH_OFFSET
 export const CODEC_VERSION = 1
 
 export const DTYPES = ['f32', 'f16', 'int8'] as const

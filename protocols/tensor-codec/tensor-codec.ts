@@ -29,6 +29,20 @@ export interface DecodeOptions {
    * copies. Only for callers that own `bytes` and never change it. Default true.
    */
   copy?: boolean
+  /**
+   * sha256 of `bytes` from BODY_HASH_FROM on, computed by the caller itself
+   * while the bytes arrived (FrameParser's bodyDigest). The carried hash is
+   * checked against it instead of hashing the body a second time.
+   */
+  digest?: Uint8Array
+}
+
+/** A body as parts to send in order: f32 data stays in the caller's arrays. */
+export interface EncodedTensorParts {
+  parts: Uint8Array[]
+  byteLength: number
+  /** sha256 (hex) the body carries: what tensorBodyHash would return. */
+  hash: string
 }
 
 const ManifestEntry = z.object({
@@ -57,7 +71,16 @@ function dataBytes (n: number, dtype: TensorDtype, blockSize: number): number {
   }
 }
 
-export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Array {
+interface Plan {
+  dtype: TensorDtype
+  blockSize: number
+  entries: ManifestEntry[]
+  /** Preamble + manifest + padding, hash field still zero. */
+  head: Uint8Array
+  dataTotal: number
+}
+
+function plan (map: TensorMap, options: EncodeOptions): Plan {
   const { dtype } = options
   if (!(DTYPES as readonly string[]).includes(dtype)) throw new TensorEncodeError(`unknown dtype '${String(dtype)}'; expected one of ${DTYPES.join(', ')}`)
   const blockSize = options.blockSize ?? DEFAULT_INT8_BLOCK
@@ -78,18 +101,49 @@ export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Arr
   }
   const manifest = encoder.encode(JSON.stringify({ v: CODEC_VERSION, tensors: entries }))
   if (manifest.byteLength > MAX_MANIFEST_BYTES) throw new TensorEncodeError(`manifest of ${manifest.byteLength} bytes exceeds ${MAX_MANIFEST_BYTES}`)
-  const dataStart = pad8(MANIFEST_OFFSET + manifest.byteLength)
-  const out = new Uint8Array(dataStart + dataTotal)
-  out.set(MAGIC, 0)
-  new DataView(out.buffer).setUint32(MANIFEST_LENGTH_OFFSET, manifest.byteLength)
-  out.set(manifest, MANIFEST_OFFSET)
-  let off = dataStart
+  const head = new Uint8Array(pad8(MANIFEST_OFFSET + manifest.byteLength))
+  head.set(MAGIC, 0)
+  new DataView(head.buffer).setUint32(MANIFEST_LENGTH_OFFSET, manifest.byteLength)
+  head.set(manifest, MANIFEST_OFFSET)
+  return { dtype, blockSize, entries, head, dataTotal }
+}
+
+export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Array {
+  const { dtype, blockSize, entries, head, dataTotal } = plan(map, options)
+  const out = new Uint8Array(head.byteLength + dataTotal)
+  out.set(head, 0)
+  let off = head.byteLength
   for (const entry of entries) {
     const data = map.get(entry.name)!.data
     off += writeTensor(out, off, entry.name, data, dtype, blockSize)
   }
   out.set(createHash('sha256').update(out.subarray(MANIFEST_LENGTH_OFFSET)).digest(), HASH_OFFSET)
   return out
+}
+
+/**
+ * The same body as encodeTensors, as parts: for f32 the data parts are views
+ * of the caller's arrays (no copy; they must not change until the parts are
+ * sent), hashed straight from there. Other dtypes convert, so they copy.
+ */
+export function encodeTensorParts (map: TensorMap, options: EncodeOptions): EncodedTensorParts {
+  if (options.dtype !== 'f32') {
+    const body = encodeTensors(map, options)
+    return { parts: [body], byteLength: body.byteLength, hash: tensorBodyHash(body) }
+  }
+  const { entries, head, dataTotal } = plan(map, options)
+  const hasher = createHash('sha256').update(head.subarray(MANIFEST_LENGTH_OFFSET))
+  const parts = [head]
+  for (const entry of entries) {
+    const data = map.get(entry.name)!.data
+    if (data.length === 0) continue
+    const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+    hasher.update(view)
+    parts.push(view)
+  }
+  const digest = hasher.digest()
+  head.set(digest, HASH_OFFSET)
+  return { parts, byteLength: head.byteLength + dataTotal, hash: digest.toString('hex') }
 }
 
 /** Writes one tensor at `off` (4-aligned within `out`); returns the bytes used. */
@@ -145,7 +199,8 @@ export function decodeTensors (bytes: Uint8Array, options: DecodeOptions = {}): 
     if (bytes[i] !== MAGIC[i]) throw new TensorCodecError('tensor body does not start with the FMT1 magic')
   }
   const expected = bytes.subarray(HASH_OFFSET, HASH_OFFSET + HASH_BYTES)
-  const actual = createHash('sha256').update(bytes.subarray(MANIFEST_LENGTH_OFFSET)).digest()
+  if (options.digest !== undefined && options.digest.byteLength !== HASH_BYTES) throw new TensorCodecError(`a body digest is ${HASH_BYTES} bytes, got ${options.digest.byteLength}`)
+  const actual = Buffer.from(options.digest ?? createHash('sha256').update(bytes.subarray(MANIFEST_LENGTH_OFFSET)).digest())
   if (!timingSafeEqual(expected, actual)) {
     throw new TensorChecksumError(`tensor body fails its checksum: it carries sha256 ${Buffer.from(expected).toString('hex')} but hashes to ${actual.toString('hex')}`)
   }

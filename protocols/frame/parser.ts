@@ -1,0 +1,151 @@
+/**
+ * Incremental frame parser: feed it chunks as they arrive, take whole frames
+ * out. It refuses a frame as soon as its length field says it is too large,
+ * and does the per-byte work while each chunk is still hot in cache:
+ *
+ * - A frame spread over many chunks is copied into one buffer as they come,
+ *   not in one pass at the end. The buffer is allocated only once half the
+ *   frame has arrived, so a peer cannot make us allocate a large claimed
+ *   length for the price of four bytes.
+ * - Optionally the sha256 of every frame's body from a given offset on
+ *   (`bodyDigestFrom`), so a receiver can check a body's hash without a
+ *   second pass over it.
+ */
+import { createHash, type Hash } from 'node:crypto'
+import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MIN_FRAME_BYTES } from './constants.ts'
+import { claimedFrameBytes, type FrameLimits } from './frame.ts'
+
+export interface FrameParserOptions {
+  /** Hash each frame's body from this offset on (body-relative) while it arrives. */
+  bodyDigestFrom?: number
+}
+
+export interface ParsedFrame {
+  /** The whole frame, length prefix included. */
+  bytes: Uint8Array
+  /** sha256 of the body from `bodyDigestFrom` on; absent when not asked for or the body is shorter. */
+  bodyDigest?: Uint8Array
+}
+
+/** Frames up to this size are assembled from their first byte on: too small to matter. */
+const EAGER_ASSEMBLY_BYTES = 64 * 1024
+
+export class FrameParser {
+  /** Chunks pushed but not yet cut into frames. */
+  private readonly pending: Uint8Array[] = []
+  private pendingBytes = 0
+  // The frame being received.
+  private need = -1
+  private got = 0
+  private parts: Uint8Array[] = []
+  private assembly: Uint8Array | undefined
+  private hasher: Hash | undefined
+  private hashFrom = -1
+  private readonly digestFrom: number | undefined
+
+  constructor (private readonly limits: FrameLimits, options: FrameParserOptions = {}) {
+    this.digestFrom = options.bodyDigestFrom
+  }
+
+  /** Bytes held that are not yet part of a returned frame. */
+  get bufferedBytes (): number { return this.pendingBytes + this.got }
+
+  push (chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return
+    this.pending.push(chunk)
+    this.pendingBytes += chunk.byteLength
+  }
+
+  /** The next complete frame's bytes, or undefined until enough has arrived. */
+  next (): Uint8Array | undefined {
+    return this.nextFrame()?.bytes
+  }
+
+  /** Like next(), with the body digest when the parser was asked for one. */
+  nextFrame (): ParsedFrame | undefined {
+    if (this.need < 0) {
+      if (this.pendingBytes < LENGTH_BYTES) return undefined
+      this.need = claimedFrameBytes(this.peekPending(LENGTH_BYTES), this.limits)
+    }
+    while (this.got < this.need && this.pending.length > 0) {
+      const chunk = this.pending[0]!
+      const k = Math.min(chunk.byteLength, this.need - this.got)
+      if (k === chunk.byteLength) this.pending.shift()
+      else this.pending[0] = chunk.subarray(k)
+      this.pendingBytes -= k
+      this.feed(chunk.subarray(0, k))
+    }
+    return this.got === this.need ? this.complete() : undefined
+  }
+
+  private feed (piece: Uint8Array): void {
+    const at = this.got
+    const after = at + piece.byteLength
+    if (this.assembly === undefined && !(at === 0 && after === this.need) &&
+        (this.need <= EAGER_ASSEMBLY_BYTES || 2 * after >= this.need)) {
+      this.assembly = new Uint8Array(this.need)
+      let off = 0
+      for (const p of this.parts) { this.assembly.set(p, off); off += p.byteLength }
+      this.parts = []
+    }
+    if (this.assembly !== undefined) this.assembly.set(piece, at)
+    else this.parts.push(piece)
+    this.got = after
+    if (this.digestFrom === undefined) return
+    if (this.hashFrom < 0 && after >= MIN_FRAME_BYTES) {
+      // The header length is known now; no byte before it is ever hashed.
+      const headerBytes = new DataView(this.frameBytes(LENGTH_BYTES, HEADER_LENGTH_BYTES).buffer).getUint32(0)
+      this.hashFrom = MIN_FRAME_BYTES + headerBytes + this.digestFrom
+      if (this.hashFrom <= this.need) this.hasher = createHash('sha256')
+    }
+    // Hashed straight from the piece, while it is still in cache.
+    if (this.hasher !== undefined && after > this.hashFrom) this.hasher.update(piece.subarray(Math.max(0, this.hashFrom - at)))
+  }
+
+  private complete (): ParsedFrame {
+    const bytes = this.assembly ?? this.parts[0] ?? new Uint8Array(0)
+    const frame: ParsedFrame = { bytes }
+    if (this.hasher !== undefined) frame.bodyDigest = this.hasher.digest()
+    this.reset()
+    return frame
+  }
+
+  private reset (): void {
+    this.need = -1
+    this.got = 0
+    this.parts = []
+    this.assembly = undefined
+    this.hasher = undefined
+    this.hashFrom = -1
+  }
+
+  /** A copy of `n` bytes at `off` of the frame received so far (small reads only). */
+  private frameBytes (off: number, n: number): Uint8Array {
+    if (this.assembly !== undefined) return this.assembly.slice(off, off + n)
+    const out = new Uint8Array(n)
+    let pos = 0
+    for (const p of this.parts) {
+      const from = Math.max(off - pos, 0)
+      const to = Math.min(off + n - pos, p.byteLength)
+      if (from < to) out.set(p.subarray(from, to), pos + from - off)
+      pos += p.byteLength
+      if (pos >= off + n) break
+    }
+    return out
+  }
+
+  /** The first `n` pending bytes without consuming them (n is small). */
+  private peekPending (n: number): Uint8Array {
+    const first = this.pending[0]!
+    if (first.byteLength >= n) return first.subarray(0, n)
+    const out = new Uint8Array(n)
+    let off = 0
+    for (const c of this.pending) {
+      const k = Math.min(c.byteLength, n - off)
+      out.set(c.subarray(0, k), off)
+      off += k
+      if (off === n) break
+    }
+    return out
+  }
+}
