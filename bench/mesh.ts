@@ -1,19 +1,32 @@
 /**
- * 100 MB of named tensors through the mesh, against two baselines measured in
- * the same run: the same bytes through a raw libp2p stream (same tcp + pnet +
- * Noise + yamux stack, no frames, no codec) and through plain node:net TCP.
+ * 100 MB of named tensors through the mesh, against baselines measured in the
+ * same run over the same two hosts: the same number of bytes through a raw
+ * libp2p stream (same tcp + pnet + Noise + yamux stack, no frames, no codec,
+ * the receiver only counts the bytes) and through plain node:net TCP.
  * The update path counts everything a real update pays: encode (with its
  * sha256), frames, the wire, hash check and decode at the receiver, the ack.
- * The artifact path fetches the encoded body in 1 MiB chunks, hash-verified.
- * Also: encode/decode MB/s of each dtype (MB of float32 input per second).
+ * The artifact path fetches the encoded body in 1 MiB chunks, hash-verified,
+ * into memory. Also: encode/decode MB/s of each dtype (MB of float32 input).
  *
- *   npm run bench -- mesh [--mb 100] [--trials 3]
+ * By default the receiving site runs in a child process, as a second site
+ * does in a deployment: each side has its own event loop, for the baselines
+ * exactly as for our paths. `--same-process` puts both hosts on one event
+ * loop instead (every CPU cost of both sides then adds up).
+ * Trials are interleaved path by path in a rotating order, so load from other
+ * jobs hits every path alike; every figure is the median over the trials.
+ *
+ *   npm run bench -- mesh [--mb 100] [--trials 7] [--same-process]
  */
+import '../node/runtime.ts'
+import { fork } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createServer, connect, type AddressInfo } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
 import { systemClock } from '../node/components.ts'
 import { loadOrCreateIdentity } from '../node/identity.ts'
@@ -25,6 +38,11 @@ import type { TensorMap } from '../protocols/tensors.ts'
 import type { BenchContext, Figures } from './run.ts'
 
 const RAW_PROTOCOL = '/forgemesh/bench-raw/1.0.0'
+/** Set in the environment of the child process that plays the receiving site. */
+const PEER_ENV = 'FORGEMESH_BENCH_MESH_PEER'
+
+interface PeerSetup { dir: string, psk: string, mb: number }
+interface PeerInfo { peerId: string, address: string, tcpPort: number, artifactHash: string, artifactBytes: number }
 
 function arg (args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`)
@@ -45,19 +63,72 @@ function tensorsOf (totalBytes: number): TensorMap {
   return map
 }
 
-async function best (trials: number, fn: () => Promise<number>): Promise<number> {
-  let ms = Infinity
-  for (let i = 0; i < trials; i++) ms = Math.min(ms, await fn())
-  return ms
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6
+const identities = async (dir: string) => [await loadOrCreateIdentity(join(dir, 'a.key')), await loadOrCreateIdentity(join(dir, 'b.key'))] as const
+
+/** The receiving site: update receiver, artifact server, raw sink, TCP sink. */
+async function startPeer (setup: PeerSetup): Promise<{ info: PeerInfo, stop: () => Promise<void> }> {
+  const [ia, ib] = await identities(setup.dir)
+  const logger = createSilentLogger('forgemesh:mesh')
+  const host = createSiteHost({ identity: ia, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], psk: Buffer.from(setup.psk, 'hex'), allowlist: [ia.peerId, ib.peerId] }, { logger, clock: systemClock })
+  const updates = createUpdateService({}, { host, logger })
+  updates.onUpdate(() => ({ accepted: true }))
+  await updates.start()
+  const artifact = encodeTensors(tensorsOf(setup.mb * 1_000_000), { dtype: 'f32' })
+  const artifactHash = createHash('sha256').update(artifact).digest('hex')
+  await serveBlobs(host, memoryBlobSource(new Map([[artifactHash, artifact]])))
+  await host.start()
+  await host.libp2p()!.handle(RAW_PROTOCOL, async (stream) => {
+    let got = 0
+    for await (const chunk of stream) got += chunk.byteLength
+    stream.send(new Uint8Array([got > 0 ? 1 : 0]))
+    await stream.close()
+  }, { maxInboundStreams: 8 })
+  const tcp = createServer((socket) => {
+    let got = 0
+    socket.on('data', (d) => {
+      got += d.byteLength
+      if (got >= setup.mb * 1_000_000) socket.end(Buffer.from([1]))
+    })
+  })
+  await new Promise<void>(resolve => tcp.listen(0, '127.0.0.1', resolve))
+  const info: PeerInfo = { peerId: host.peerId, address: host.multiaddrs()[0]!, tcpPort: (tcp.address() as AddressInfo).port, artifactHash, artifactBytes: artifact.byteLength }
+  return {
+    info,
+    stop: async () => {
+      await host.stop()
+      await new Promise(resolve => tcp.close(resolve))
+    }
+  }
 }
 
-const elapsed = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6
+/** The receiving site in a child process; resolves once it listens. */
+async function forkPeer (setup: PeerSetup): Promise<{ info: PeerInfo, stop: () => Promise<void> }> {
+  const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, [PEER_ENV]: JSON.stringify(setup) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const exited = new Promise<void>(resolve => child.once('exit', () => { resolve() }))
+  const info = await new Promise<PeerInfo>((resolve, reject) => {
+    child.once('message', (m) => { resolve(m as PeerInfo) })
+    child.once('exit', (code) => { reject(new Error(`bench peer exited with code ${code} before it listened`)) })
+  })
+  return { info, stop: async () => { child.send('stop'); await exited } }
+}
+
+if (process.env[PEER_ENV] !== undefined) {
+  const peer = await startPeer(JSON.parse(process.env[PEER_ENV]) as PeerSetup)
+  process.send!(peer.info)
+  process.once('message', () => { void peer.stop().then(() => process.exit(0)) })
+}
 
 /** Sends `bytes` over a raw stream in 1 MiB writes; the handler answers one byte once it has all. */
-async function rawLibp2p (client: SiteHost, server: SiteHost, bytes: number): Promise<number> {
+async function rawLibp2p (client: SiteHost, peerId: string, bytes: number): Promise<number> {
   const chunk = new Uint8Array(1 << 20).fill(7)
   const t0 = process.hrtime.bigint()
-  const stream = await client.libp2p()!.dialProtocol(server.libp2p()!.peerId, RAW_PROTOCOL)
+  const stream = await client.libp2p()!.dialProtocol(peerIdFromString(peerId), RAW_PROTOCOL)
   const done = new Promise<void>((resolve, reject) => {
     stream.addEventListener('message', () => { resolve() })
     stream.addEventListener('close', (e) => { if (e.error !== undefined) reject(e.error) })
@@ -70,16 +141,7 @@ async function rawLibp2p (client: SiteHost, server: SiteHost, bytes: number): Pr
   return elapsed(t0)
 }
 
-async function plainTcp (bytes: number): Promise<number> {
-  const server = createServer((socket) => {
-    let got = 0
-    socket.on('data', (d) => {
-      got += d.byteLength
-      if (got >= bytes) socket.end(Buffer.from([1]))
-    })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
+async function plainTcp (port: number, bytes: number): Promise<number> {
   const chunk = Buffer.alloc(1 << 20, 7)
   const t0 = process.hrtime.bigint()
   const socket = connect(port, '127.0.0.1')
@@ -91,95 +153,105 @@ async function plainTcp (bytes: number): Promise<number> {
   await done
   const ms = elapsed(t0)
   socket.destroy()
-  await new Promise(resolve => server.close(resolve))
   return ms
 }
 
 export default async function bench (ctx: BenchContext): Promise<Figures> {
   const mb = arg(ctx.args, 'mb', 100)
-  const trials = arg(ctx.args, 'trials', 3)
+  const trials = arg(ctx.args, 'trials', 7)
+  const sameProcess = ctx.args.includes('--same-process')
   const bytes = mb * 1_000_000
   const map = tensorsOf(bytes)
   const mbOf = (b: number, ms: number): number => Math.round(b / 1e6 / (ms / 1000) * 10) / 10
+  const ratio = (x: number, y: number): number => Math.round(x / y * 1000) / 1000
 
-  // Codec speed per dtype.
+  // Codec speed per dtype, median of `trials` runs each.
   const codec: Record<string, { encode_mb_s: number, decode_mb_s: number, wire_bytes: number }> = {}
   for (const dtype of ['f32', 'f16', 'int8'] as const) {
     let body: Uint8Array = new Uint8Array(0)
-    const enc = await best(trials, async () => { const t0 = process.hrtime.bigint(); body = encodeTensors(map, { dtype }); return elapsed(t0) })
-    const dec = await best(trials, async () => { const t0 = process.hrtime.bigint(); decodeTensors(body); return elapsed(t0) })
-    codec[dtype] = { encode_mb_s: mbOf(bytes, enc), decode_mb_s: mbOf(bytes, dec), wire_bytes: body.byteLength }
+    const enc: number[] = []
+    const dec: number[] = []
+    for (let i = 0; i < trials; i++) {
+      let t0 = process.hrtime.bigint()
+      body = encodeTensors(map, { dtype })
+      enc.push(elapsed(t0))
+      t0 = process.hrtime.bigint()
+      decodeTensors(body)
+      dec.push(elapsed(t0))
+    }
+    codec[dtype] = { encode_mb_s: mbOf(bytes, median(enc)), decode_mb_s: mbOf(bytes, median(dec)), wire_bytes: body.byteLength }
     ctx.print(`codec ${dtype.padEnd(4)} encode ${codec[dtype].encode_mb_s} MB/s  decode ${codec[dtype].decode_mb_s} MB/s  (${body.byteLength} bytes on the wire)`)
   }
 
   const dir = mkdtempSync(join(tmpdir(), 'fm-bench-mesh-'))
-  const psk = generatePsk()
-  const [ia, ib] = [await loadOrCreateIdentity(join(dir, 'a.key')), await loadOrCreateIdentity(join(dir, 'b.key'))]
-  const allowlist = [ia.peerId, ib.peerId]
-  const components = { logger: createSilentLogger('forgemesh:mesh'), clock: systemClock }
-  const server = createSiteHost({ identity: ia, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], psk, allowlist }, components)
-  const updates = createUpdateService({}, { host: server, logger: components.logger })
-  updates.onUpdate(() => ({ accepted: true }))
-  await updates.start()
-  const artifactBody = encodeTensors(map, { dtype: 'f32' })
-  const artifactHash = createHash('sha256').update(artifactBody).digest('hex')
-  await serveBlobs(server, memoryBlobSource(new Map([[artifactHash, artifactBody]])))
-  await server.start()
-  await server.libp2p()!.handle(RAW_PROTOCOL, async (stream) => {
-    let got = 0
-    for await (const chunk of stream) got += chunk.byteLength
-    stream.send(new Uint8Array([got > 0 ? 1 : 0]))
-    await stream.close()
-  }, { maxInboundStreams: 8 })
-  const client = createSiteHost({ identity: ib, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [server.multiaddrs()[0]!], psk, allowlist }, components)
-  const sender = createUpdateService({}, { host: client, logger: components.logger })
+  const setup: PeerSetup = { dir, psk: Buffer.from(generatePsk()).toString('hex'), mb }
+  const [ia, ib] = await identities(dir)
+  const peer = sameProcess ? await startPeer(setup) : await forkPeer(setup)
+  const { info } = peer
+  const logger = createSilentLogger('forgemesh:mesh')
+  const client = createSiteHost({ identity: ib, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], psk: Buffer.from(setup.psk, 'hex'), allowlist: [ia.peerId, ib.peerId] }, { logger, clock: systemClock })
+  const sender = createUpdateService({}, { host: client, logger })
   await client.start()
-  await client.libp2p()!.dial(server.libp2p()!.getMultiaddrs()[0]!)
 
   try {
-    // Interleave the paths trial by trial so load drift hits them alike.
-    let rawMs = Infinity, updMs = Infinity, artMs = Infinity, tcpMs = Infinity
-    await rawLibp2p(client, server, 8 * 1_000_000) // warm-up: window growth, JIT
-    for (let i = 0; i < trials; i++) {
-      tcpMs = Math.min(tcpMs, await plainTcp(bytes))
-      rawMs = Math.min(rawMs, await rawLibp2p(client, server, artifactBody.byteLength))
-      updMs = Math.min(updMs, await (async () => {
+    await client.libp2p()!.dial(multiaddr(info.address))
+    const paths: Record<string, () => Promise<number>> = {
+      tcp: async () => await plainTcp(info.tcpPort, bytes),
+      raw: async () => await rawLibp2p(client, info.peerId, info.artifactBytes),
+      update: async () => {
         const t0 = process.hrtime.bigint()
-        const ack = await sender.send(server.peerId, { round: i, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
+        const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
         if (!ack.accepted) throw new Error('update refused')
         return elapsed(t0)
-      })())
-      artMs = Math.min(artMs, await (async () => {
+      },
+      artifact: async () => {
         const t0 = process.hrtime.bigint()
-        const r = await fetchBlob(client, server.peerId, artifactHash, {})
-        if (r.size !== artifactBody.byteLength) throw new Error('short artifact')
+        const r = await fetchBlob(client, info.peerId, info.artifactHash, {})
+        if (r.size !== info.artifactBytes) throw new Error('short artifact')
         return elapsed(t0)
-      })())
+      }
+    }
+    const names = Object.keys(paths)
+    // Warm-up: yamux window growth, JIT, and one of each path.
+    for (const name of names) await paths[name]!()
+    const ms: Record<string, number[]> = Object.fromEntries(names.map(n => [n, []]))
+    for (let i = 0; i < trials; i++) {
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(i + k) % names.length]!
+        ms[name]!.push(await paths[name]!())
+      }
     }
     const f = {
-      update_mb_s: mbOf(bytes, updMs),
-      artifact_mb_s: mbOf(bytes, artMs),
-      libp2p_raw_mb_s: mbOf(artifactBody.byteLength, rawMs),
-      tcp_mb_s: mbOf(bytes, tcpMs)
+      update_mb_s: mbOf(bytes, median(ms.update!)),
+      artifact_mb_s: mbOf(bytes, median(ms.artifact!)),
+      libp2p_raw_mb_s: mbOf(info.artifactBytes, median(ms.raw!)),
+      tcp_mb_s: mbOf(bytes, median(ms.tcp!))
     }
-    const ratio = (x: number, y: number): number => Math.round(x / y * 1000) / 1000
+    // The same ratio per trial (paths of one trial ran back to back), then its median.
+    const paired = (path: string): number => ratio(median(ms[path]!.map((t, i) => (bytes / t) / (info.artifactBytes / ms.raw![i]!))), 1)
+    ctx.print(`topology      ${sameProcess ? 'both hosts in one process' : 'receiving site in a child process'}; ${trials} interleaved trials, medians`)
     ctx.print(`update path   ${f.update_mb_s} MB/s (encode + frames + pnet/Noise/yamux + verify + decode + ack)`)
-    ctx.print(`artifact path ${f.artifact_mb_s} MB/s (1 MiB chunks, sha256-verified)`)
+    ctx.print(`artifact path ${f.artifact_mb_s} MB/s (1 MiB chunks, sha256-verified, into memory)`)
     ctx.print(`raw libp2p    ${f.libp2p_raw_mb_s} MB/s (same stack, bare stream)`)
     ctx.print(`plain TCP     ${f.tcp_mb_s} MB/s`)
+    ctx.print(`per trial ms  ${names.map(n => `${n} ${ms[n]!.map(Math.round).join(' ')}`).join(' | ')}`)
     return {
       mb,
       trials,
+      topology: sameProcess ? 'one-process' : 'two-processes',
       ...f,
       ratio_vs_libp2p_raw: ratio(f.update_mb_s, f.libp2p_raw_mb_s),
       artifact_ratio_vs_libp2p_raw: ratio(f.artifact_mb_s, f.libp2p_raw_mb_s),
       ratio_vs_tcp: ratio(f.update_mb_s, f.tcp_mb_s),
       libp2p_raw_vs_tcp: ratio(f.libp2p_raw_mb_s, f.tcp_mb_s),
+      paired_ratio_vs_libp2p_raw: paired('update'),
+      paired_artifact_ratio_vs_libp2p_raw: paired('artifact'),
+      trial_ms: Object.fromEntries(names.map(n => [n, ms[n]!.map(Math.round)])),
       codec
     }
   } finally {
     await client.stop()
-    await server.stop()
+    await peer.stop()
     rmSync(dir, { recursive: true, force: true })
   }
 }

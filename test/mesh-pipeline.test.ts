@@ -1,0 +1,174 @@
+/**
+ * The update/artifact path's pipelining keeps every check: bodies sent as
+ * parts are byte-identical to encoded bodies, digests taken while chunks
+ * arrive equal a hash of the whole, a claimed length is not allocated before
+ * half of it has arrived, and a large tampered body is still refused.
+ */
+import { createHash } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
+import type { SiteIdentity } from '../node/identity.ts'
+import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
+import { memorySink } from '../node/mesh/blob-io.ts'
+import { createUpdateService, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'
+import { encodeFrame, encodeFrameParts, FrameParser } from '../protocols/frame/frame.ts'
+import { BODY_HASH_FROM, decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
+import type { TensorMap } from '../protocols/tensors.ts'
+import { host, identities, tempDir, waitFor } from './mesh-helpers.ts'
+
+function tensors (seed: number, sizes: number[]): TensorMap {
+  const rng = createSeededRandom(seed)
+  return new Map(sizes.map((n, i) => [`t${i}`, { shape: [n], data: Float32Array.from({ length: n }, () => rng.normal()) }]))
+}
+
+const concat = (parts: readonly Uint8Array[]): Buffer => Buffer.concat(parts)
+const sha = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
+
+describe('bodies as parts', () => {
+  const map = tensors(3, [37, 0, 1000, 1])
+
+  it('f32 parts are the encoded body byte for byte, its data straight from the caller arrays', () => {
+    const enc = encodeTensorParts(map, { dtype: 'f32' })
+    const body = encodeTensors(map, { dtype: 'f32' })
+    expect(concat(enc.parts).equals(Buffer.from(body))).toBe(true)
+    expect(enc.byteLength).toBe(body.byteLength)
+    expect(enc.hash).toBe(sha(body.subarray(BODY_HASH_FROM)).toString('hex'))
+    expect(enc.parts[1]!.buffer).toBe(map.get('t0')!.data.buffer)
+  })
+
+  it('f16 and int8 parts equal their encoded bodies', () => {
+    for (const dtype of ['f16', 'int8'] as const) {
+      const enc = encodeTensorParts(map, { dtype })
+      expect(concat(enc.parts).equals(Buffer.from(encodeTensors(map, { dtype })))).toBe(true)
+    }
+  })
+
+  it('a frame from parts equals the frame from the joined body', () => {
+    const enc = encodeTensorParts(map, { dtype: 'f32' })
+    expect(Buffer.from(encodeFrame({ kind: 'x' }, enc.parts)).equals(Buffer.from(encodeFrame({ kind: 'x' }, concat(enc.parts))))).toBe(true)
+    expect(encodeFrameParts({ kind: 'x' }, enc.parts)).toHaveLength(1 + enc.parts.length)
+  })
+})
+
+describe('digest on arrival', () => {
+  const body = encodeTensors(tensors(4, [3000, 17]), { dtype: 'f32' })
+  const frame = encodeFrame({ kind: 'update', n: 1 }, body)
+  const expected = sha(body.subarray(BODY_HASH_FROM))
+
+  it('equals the hash of the whole body wherever the stream is cut', () => {
+    for (let cut = 1; cut < frame.byteLength; cut += 97) {
+      const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyDigestFrom: BODY_HASH_FROM })
+      p.push(frame.subarray(0, cut))
+      expect(p.nextFrame()).toBeUndefined()
+      p.push(frame.subarray(cut))
+      const f = p.nextFrame()!
+      expect(Buffer.from(f.bytes).equals(Buffer.from(frame))).toBe(true)
+      expect(Buffer.from(f.bodyDigest!).equals(expected)).toBe(true)
+      expect(p.bufferedBytes).toBe(0)
+    }
+  })
+
+  it('equals it for a frame in thousands of small chunks, and the decoder checks the carried hash against it', () => {
+    const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyDigestFrom: BODY_HASH_FROM })
+    for (let off = 0; off < frame.byteLength; off += 5) p.push(frame.subarray(off, off + 5))
+    const f = p.nextFrame()!
+    expect(Buffer.from(f.bodyDigest!).equals(expected)).toBe(true)
+    const start = f.bytes.byteLength - body.byteLength
+    expect(decodeTensors(f.bytes.subarray(start), { digest: f.bodyDigest! }).get('t1')!.data.length).toBe(17)
+    const wrong = new Uint8Array(f.bodyDigest!)
+    wrong[0]! ^= 1
+    expect(() => decodeTensors(f.bytes.subarray(start), { digest: wrong })).toThrow(expect.objectContaining({ name: 'TensorChecksumError', message: expect.stringContaining(`but hashes to ${Buffer.from(wrong).toString('hex')}`) }))
+    expect(() => decodeTensors(f.bytes.subarray(start), { digest: new Uint8Array(31) })).toThrow(expect.objectContaining({ name: 'TensorCodecError', message: 'a body digest is 32 bytes, got 31' }))
+  })
+
+  it('does not allocate a claimed length before half of it has arrived', () => {
+    const claimed = 64 * 1024 * 1024
+    const prefix = new Uint8Array(8)
+    new DataView(prefix.buffer).setUint32(0, claimed - 4)
+    const p = new FrameParser({ maxFrameBytes: claimed })
+    const before = process.memoryUsage().arrayBuffers
+    p.push(prefix)
+    p.push(new Uint8Array(1024 * 1024))
+    expect(p.nextFrame()).toBeUndefined()
+    expect(p.bufferedBytes).toBe(1024 * 1024 + 8)
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * 1024)
+    p.push(new Uint8Array(claimed / 2))
+    expect(p.nextFrame()).toBeUndefined()
+    expect(process.memoryUsage().arrayBuffers - before).toBeGreaterThanOrEqual(claimed)
+  })
+})
+
+describe('memory sink told the size', () => {
+  it('writes into one buffer and hands it over without a copy; a claim past its cap is ignored', async () => {
+    const sink = memorySink()
+    sink.reserve!(10)
+    await sink.write(0, new Uint8Array([1, 2, 3, 4]))
+    await sink.write(4, new Uint8Array([5, 6, 7, 8, 9, 10]))
+    const a = sink.bytes()
+    expect([...a]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    expect(sink.bytes()).toBe(a)
+    const big = memorySink()
+    big.reserve!(2 ** 40)
+    await big.write(0, new Uint8Array([7]))
+    expect([...big.bytes()]).toEqual([7])
+  })
+
+  it('keeps every byte when the peer sends more than it announced', async () => {
+    const sink = memorySink()
+    sink.reserve!(3)
+    await sink.write(0, new Uint8Array([1, 2]))
+    await sink.write(2, new Uint8Array([3, 4, 5]))
+    expect([...sink.bytes()]).toEqual([1, 2, 3, 4, 5])
+    expect(await sink.size()).toBe(5)
+  })
+})
+
+describe('large updates on loopback', () => {
+  const dir = tempDir('fm-pipe-')
+  const psk = generatePsk()
+  let ids: SiteIdentity[]
+  let a: SiteHost, b: SiteHost
+  let sender: UpdateService, receiver: UpdateService
+  const received: ReceivedUpdate[] = []
+  const misbehaved: string[] = []
+
+  beforeAll(async () => {
+    ids = await identities(dir.path, 2)
+    const allowlist = ids.map(i => i.peerId)
+    a = host(ids[0]!, { psk, allowlist })
+    receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
+    receiver.onUpdate((u) => { received.push(u); return { accepted: true } })
+    await receiver.start()
+    await a.start()
+    a.on('peer:misbehaved', (e) => { misbehaved.push(e.error.name) })
+    b = host(ids[1]!, { psk, allowlist, bootstrap: [a.multiaddrs()[0]!] })
+    sender = createUpdateService({}, { host: b, logger: createSilentLogger('t') })
+    await b.start()
+    await waitFor('b connected to a', () => b.connectedPeers().includes(a.peerId))
+  })
+
+  afterAll(async () => {
+    await b.stop()
+    await a.stop()
+    dir.remove()
+  })
+
+  it('delivers 6 MB of f32 tensors sent from the caller arrays exactly, hashed on arrival', async () => {
+    const map = tensors(5, [1 << 20, 500_000, 3])
+    const ack = await sender.send(a.peerId, { round: 7, site: 'site-b', dtype: 'f32', tensors: map })
+    expect(ack).toEqual({ kind: 'ack', round: 7, accepted: true })
+    const got = received.at(-1)!
+    expect(got.header.bodyHash).toBe(encodeTensorParts(map, { dtype: 'f32' }).hash)
+    for (const [name, t] of map) expect(Buffer.from(got.tensors.get(name)!.data.buffer, got.tensors.get(name)!.data.byteOffset, t.data.byteLength).equals(Buffer.from(t.data.buffer))).toBe(true)
+  })
+
+  it('refuses a 6 MB body whose bytes do not match the hash it carries, and the sender loses its connection', async () => {
+    const body = encodeTensors(tensors(6, [1_500_000]), { dtype: 'f32' })
+    body[body.byteLength - 1]! ^= 0x40
+    const before = received.length
+    await expect(sender.send(a.peerId, { round: 8, site: 'site-b', dtype: 'f32', body })).rejects.toThrow(expect.objectContaining({ name: 'RemoteError', message: expect.stringContaining('ERR_TENSOR_CHECKSUM') }))
+    await waitFor('the receiver flags the sender', () => misbehaved.includes('TensorChecksumError'))
+    await waitFor('the connection is closed', () => !a.connectedPeers().includes(b.peerId))
+    expect(received.length).toBe(before)
+  })
+})
