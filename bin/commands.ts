@@ -12,6 +12,7 @@ export interface CommandEntry {
 }
 
 export const COMMANDS: Record<string, CommandEntry> = {
+  sim: { summary: 'run a federation topology on this machine: real sites on a shaped mesh, baselines beside them, report.json + report.html', load: async () => await import('./commands/sim.ts') },
   data: { summary: 'check a table against the suitability gate; write DP synthetic data for it', load: async () => await import('./commands/data.ts') },
   privacy: { summary: 'compute eps for a DP plan; show a site\'s privacy budget', load: async () => await import('./commands/privacy.ts') },
   init: { summary: 'create a site: its key, a federation key (new or imported) and a config template', load: async () => await import('./commands/init.ts') },

@@ -42,10 +42,10 @@ export async function runLocalOnly (options: BaselineOptions): Promise<LocalOnly
   const o = resolveOptions(options)
   const { train, test, groups, signal } = options
   const log = options.logger ?? createSilentLogger()
-  const E = groups.length
+  const E = options.siteIndices?.length ?? groups.length
   const spec = recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK })
   const initial = recipeInitialParams(spec)
-  const sites = splitSites(train, groups, o.seed)
+  const sites = splitSites(train, groups, o.seed, options.siteIndices)
   const evalAt = [...o.evalRounds].sort((a, b) => a - b)
   const sums = new Map<number, { acc: number, loss: number, perClass: number[] }>()
   const perSite: LocalOnlyResult['perSite'] = []
@@ -99,9 +99,9 @@ export async function runDenseFedAvg (options: BaselineOptions): Promise<DenseFe
   const o = resolveOptions(options)
   const { train, test, groups, signal } = options
   const log = options.logger ?? createSilentLogger()
-  const E = groups.length
+  const E = options.siteIndices?.length ?? groups.length
   const dense = denseSpecFor(recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK }))
-  const sites = splitSites(train, groups, o.seed)
+  const sites = splitSites(train, groups, o.seed, options.siteIndices)
   const model = createDenseModel(dense, recipeInitialParams(dense))
   const trainer = createTrainer({ model, optimizer: { kind: 'sgd', lr: o.lr } }, { logger: log })
   try {
@@ -160,10 +160,10 @@ export async function runCentralized (options: BaselineOptions): Promise<Central
   const o = resolveOptions(options)
   const { train, test, groups, signal } = options
   const log = options.logger ?? createSilentLogger()
-  const E = groups.length
+  const E = options.siteIndices?.length ?? groups.length
   const spec = recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK })
   // The union of the sites' rows: the same examples the federation trains on.
-  const pooled = Int32Array.from(partitionByLabelGroups(train.y, groups).indices.flatMap(ix => Array.from(ix)))
+  const pooled = Int32Array.from((options.siteIndices ?? partitionByLabelGroups(train.y, groups).indices).flatMap(ix => Array.from(ix)))
   const source = createBatchSource(train, { seed: `${o.seed}/pooled`, indices: pooled })
   const model = createMoeModel(spec, recipeInitialParams(spec))
   const trainer = createTrainer({ model, optimizer: { kind: 'sgd', lr: o.lr } }, { logger: log })

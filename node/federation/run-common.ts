@@ -16,6 +16,8 @@ export interface FederationRunOptions {
   test: LabeledData
   /** Labels of each site; site s owns expert s. */
   groups: number[][]
+  /** Each site's training rows, when the split is not by label groups (the simulator's partitioners); overrides `groups` for the split. */
+  siteIndices?: readonly Int32Array[]
   rounds: number
   /** Rounds after which to evaluate; default only the last. */
   evalRounds?: readonly number[]
@@ -77,7 +79,7 @@ const posInt = (v: number, what: string): number => {
 
 export function resolveOptions (o: FederationRunOptions): ResolvedOptions {
   const rounds = posInt(o.rounds, 'rounds')
-  if (o.groups.length < 1) throw new FederationError('a federation needs at least one site')
+  if (o.groups.length < 1 && (o.siteIndices?.length ?? 0) < 1) throw new FederationError('a federation needs at least one site')
   if (o.train.dim !== o.test.dim) throw new FederationError(`train rows have ${o.train.dim} features, test rows ${o.test.dim}`)
   const evalRounds = new Set(o.evalRounds ?? [rounds])
   for (const r of evalRounds) if (!Number.isInteger(r) || r < 0 || r > rounds) throw new FederationError(`evaluation round ${r} is outside 0..${rounds}`)
@@ -106,11 +108,12 @@ export interface SiteData {
 }
 
 /** The pathological split: each site gets every training row of its labels; its batches are seeded per site. */
-export function splitSites (train: LabeledData, groups: number[][], seed: number): SiteData[] {
-  const { indices } = partitionByLabelGroups(train.y, groups)
+export function splitSites (train: LabeledData, groups: number[][], seed: number, siteIndices?: readonly Int32Array[]): SiteData[] {
+  const indices = siteIndices ?? partitionByLabelGroups(train.y, groups).indices
   return indices.map((ix, s) => {
-    if (ix.length === 0) throw new FederationError(`site ${s} (labels ${groups[s]!.join(', ')}) has no training rows`)
-    return { site: s, labels: [...groups[s]!], data: subset(train, ix), source: createBatchSource(train, { seed: `${seed}/site-${s}`, indices: ix }) }
+    if (ix.length === 0) throw new FederationError(`site ${s} (labels ${(groups[s] ?? []).join(', ')}) has no training rows`)
+    const labels = groups[s] ?? [...new Set(Array.from(ix, i => train.y[i]!))].sort((a, b) => a - b)
+    return { site: s, labels: [...labels], data: subset(train, ix), source: createBatchSource(train, { seed: `${seed}/site-${s}`, indices: ix }) }
   })
 }
 

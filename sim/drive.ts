@@ -1,0 +1,121 @@
+/**
+ * Drives a fleet through its rounds and its fault schedule: every live site
+ * runs rounds until the next boundary, the boundary's actions are applied,
+ * and so on to the last round; timed faults fire on their own while the
+ * sites run. A crashed site that restarts is driven on from where its store
+ * left it: it catches up on the rounds it missed from its peers.
+ */
+import type { Logger } from '../coordinator/components.ts'
+import type { Fleet } from './fleet.ts'
+import { boundaries, type Action, type Schedule } from './schedule.ts'
+
+export interface DriveEvents {
+  /** A fault was applied (for the report's per-site event list). */
+  onAction?: (action: Action, round: number) => void
+  /** How slow a site's local training is (1 = normal). */
+  setSlowdown?: (site: string, factor: number) => void
+  /** The round the federation has reached (highest committed by any site). */
+  committedRound: () => number
+}
+
+export interface DriveOptions {
+  rounds: number
+  schedule: Schedule
+  signal?: AbortSignal
+}
+
+export async function drive (fleet: Fleet, options: DriveOptions, events: DriveEvents, components: { logger: Logger }): Promise<void> {
+  const log = components.logger
+  const { rounds, schedule } = options
+  const running = new Map<string, Promise<unknown>>()
+  const timers = new Set<NodeJS.Timeout>()
+  let target = 0
+
+  const runSite = (name: string): void => {
+    const s = fleet.byName(name)
+    if (s.state !== 'up' || s.site === undefined) return
+    const site = s.site
+    const p = site.run({ untilRound: target, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+      .catch((err: unknown) => {
+        // A site stopped under its own run (a crash) ends its run; anything else is logged.
+        if (fleet.byName(name).site === site) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
+      })
+    running.set(name, p)
+  }
+
+  const later = (seconds: number, fn: () => Promise<void>): void => {
+    const t = setTimeout(() => {
+      timers.delete(t)
+      fn().catch((err: unknown) => { log.warn('sim.fault-failed', { error: err instanceof Error ? err.message : String(err) }) })
+    }, seconds * 1000)
+    timers.add(t)
+  }
+
+  const apply = async (action: Action): Promise<void> => {
+    const round = events.committedRound()
+    events.onAction?.(action, round)
+    log.info('sim.fault', { round, ...action })
+    switch (action.kind) {
+      case 'crash':
+        await fleet.crash(action.site)
+        if (action.restartAfterS !== null) later(action.restartAfterS, async () => { await apply({ kind: 'restart', site: action.site }) })
+        return
+      case 'restart':
+        await fleet.restart(action.site)
+        runSite(action.site)
+        return
+      case 'join':
+        await fleet.join(action.site)
+        runSite(action.site)
+        return
+      case 'leave':
+        await fleet.leave(action.site)
+        return
+      case 'partition':
+        fleet.network.partition(action.groups)
+        later(action.durationS, async () => { await apply({ kind: 'heal' }) })
+        return
+      case 'heal':
+        fleet.network.partition(null)
+        return
+      case 'slow':
+        events.setSlowdown?.(action.site, action.factor)
+        if (action.durationS !== null) later(action.durationS, async () => { events.setSlowdown?.(action.site, 1) })
+        return
+      default: {
+        const never: never = action
+        throw new TypeError(`unknown action ${JSON.stringify(never)}`)
+      }
+    }
+  }
+
+  for (const { timeS, action } of schedule.atTime) later(timeS, async () => { await apply(action) })
+  try {
+    const stops = [...boundaries(schedule, rounds), rounds]
+    for (const at of [0, ...stops]) {
+      // Actions "at round r" happen once round r-1 is committed, before round r trains.
+      target = Math.min(rounds, Math.max(0, at - 1))
+      if (target > events.committedRound()) {
+        for (const s of fleet.up()) runSite(s.name)
+        await waitForRunning(running)
+      }
+      for (const action of schedule.atRound.get(at) ?? []) await apply(action)
+      if (at === rounds) break
+    }
+    // Sites restarted by a timer during the last stretch finish their catch-up.
+    target = rounds
+    for (const s of fleet.up()) runSite(s.name)
+    await waitForRunning(running)
+  } finally {
+    for (const t of timers) clearTimeout(t)
+  }
+}
+
+/** Waits until every run in the map has settled, including runs added meanwhile. */
+async function waitForRunning (running: Map<string, Promise<unknown>>): Promise<void> {
+  while (running.size > 0) {
+    const entries = [...running.entries()]
+    await Promise.allSettled(entries.map(([, p]) => p))
+    for (const [name, p] of entries) if (running.get(name) === p) running.delete(name)
+  }
+}

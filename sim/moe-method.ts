@@ -1,0 +1,416 @@
+/**
+ * forgemesh's own method in a simulator run: the density-routed federated
+ * MoE of docs/routing.md, carried by real sites over the shaped mesh.
+ *
+ *   1. Every site releases its noised global moments (charged to its
+ *      ledger) inside a signed expert artifact; members fetch and verify.
+ *   2. Every site derives the same PCA projection from those releases and
+ *      publishes its per label-and-cell components the same way.
+ *   3. Rounds: FedAvg (or the topology's strategy) of trunk and head over the
+ *      mesh, each site training its own expert on its own rows.
+ *   4. Every site publishes its trained expert; a member assembles the MoE
+ *      from the committed shared part and the verified artifacts it holds.
+ *
+ * The simulator also watches every round as an observer (it can see all
+ * learners, a real deployment cannot) to score the federation round by round.
+ */
+import { createSeededRandom, type Logger } from '../coordinator/components.ts'
+import { DP_ROUTING, type RoutingConfig } from '../coordinator/routing/config.ts'
+import { buildDensityRouter, type DensityRouter } from '../coordinator/routing/router.ts'
+import type { Projection } from '../coordinator/routing/projection.ts'
+import type { SiteRelease } from '../coordinator/routing/release.ts'
+import { unflattenTensors, type TensorMap } from '../protocols/tensors.ts'
+import { createBatchSource } from '../node/data/batches.ts'
+import { createExpertExchange, type ExpertExchange } from '../node/experts/exchange.ts'
+import { createExpertRegistry, type ExpertRegistry } from '../node/experts/registry.ts'
+import { evaluateWithGates, installAssembly, type AssembledEval } from '../node/federation/assemble-eval.ts'
+import { createMoeLearner, type MoeLearner } from '../node/federation/learner.ts'
+import { recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
+import { componentsFromTensors, componentsToTensors, globalMomentsFromTensors, globalMomentsToTensors } from '../node/federation/release-tensors.ts'
+import { densityGates, releaseSiteComponents, releaseSiteGlobal, sharedProjection } from '../node/federation/routing-releases.ts'
+import { createMoeModel } from '../node/model/moe.ts'
+import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
+import { createPrivacyLedger, readLedgerBudget, type PrivacyLedger } from '../node/privacy/ledger.ts'
+import type { FederationSettingsInput } from '../node/site/config.ts'
+import type { Learner } from '../node/site/learner.ts'
+import type { CommitEvent } from '../node/site/site.ts'
+import type { SiteStore } from '../node/store.ts'
+import { drive } from './drive.ts'
+import { TopologyError } from './errors.ts'
+import { createFleet, type Fleet, type SimSite } from './fleet.ts'
+import type { Progress } from './progress.ts'
+import type { RoundRecord } from './report/schema.ts'
+import type { SimData } from './data.ts'
+import { buildSchedule, type Action } from './schedule.ts'
+import { expertCount, type Topology } from './topology.ts'
+
+/** Protocols whose frames count as the federation's payload (heartbeats are left out: their number depends on wall time). */
+const PAYLOAD_PROTOCOLS = ['/forgemesh/update/', '/forgemesh/model/', '/forgemesh/artifact/', '/forgemesh/experts-announce/', '/forgemesh/secagg/']
+
+/** A budget for the routing releases when the topology sets none (DP_ROUTING spends epsilon 8 of it). */
+const DEFAULT_ROUTING_BUDGET = { epsilon: 10, delta: 1e-5 }
+
+export interface MoeMethodOptions {
+  dir: string
+  /** Rounds after which the observer scores the federation (always includes the last). */
+  evalRounds: ReadonlySet<number>
+  routing?: RoutingConfig
+  progress?: Progress
+  signal?: AbortSignal
+}
+
+export interface SiteEvent { round: number, kind: 'crash' | 'restart' | 'join' | 'leave' | 'partition' | 'heal' | 'slow' }
+
+export interface MoeMethodResult {
+  rounds: RoundRecord[]
+  /** The MoE as a member assembled it from verified artifacts after the last round. */
+  assembled: AssembledEval & { site: string, experts: number }
+  events: Map<string, SiteEvent[]>
+  epsSpent: Record<string, number>
+  wallSeconds: number
+}
+
+interface SiteExtras { registry: ExpertRegistry, exchange: ExpertExchange, ledger: PrivacyLedger }
+
+export async function runNetworkedMoe (topology: Topology, data: SimData, options: MoeMethodOptions, components: { logger: Logger }): Promise<MoeMethodResult> {
+  const t0 = performance.now()
+  const log = components.logger
+  const f = topology.federation
+  const routing = options.routing ?? DP_ROUTING
+  const spec = specFor(topology)
+  const initial = recipeInitialParams(spec)
+  const slots = topology.sites.map((s, i) => {
+    if (s.experts.length > 1) throw new TopologyError(`sites[${i}].experts: the simulator's MoE gives each site one expert, '${s.name}' owns ${s.experts.length}`)
+    return s.experts[0] ?? i
+  })
+  const schedule = buildSchedule(topology)
+  const slowdown = new Map<string, number>()
+  const learners: MoeLearner[] = []
+  /** Each site's expert after its local training of round r (the observer's view). */
+  const expertAt = topology.sites.map(() => new Map<number, TensorMap>())
+  const extras = new Map<string, SiteExtras>()
+  let fleet: Fleet | undefined
+
+  const learnerFor = (i: number): Learner => {
+    const site = topology.sites[i]!
+    const own = data.sites[i]!
+    const learner = createMoeLearner({
+      spec,
+      expert: slots[i]!,
+      data: createBatchSource(own, { seed: `${topology.seed}/site-${site.name}` }),
+      lr: f.optimizer.lr,
+      batchSize: f.batchSize,
+      initial
+    }, { logger: log.child(site.name) })
+    learners[i] = learner
+    return {
+      get sampleCount () { return learner.sampleCount },
+      getShared: () => learner.getShared(),
+      setShared: (p) => { learner.setShared(p) },
+      trainLocal: async (steps, opts) => {
+        const started = performance.now()
+        const round = (fleet?.byName(site.name).site?.status().round ?? 0) + 1
+        const r = await learner.trainLocal(steps, opts)
+        expertAt[i]!.set(round, learner.expertParams())
+        const factor = slowdown.get(site.name) ?? 1
+        if (factor > 1) await sleep((factor - 1) * (performance.now() - started), opts?.signal)
+        return r
+      }
+    }
+  }
+
+  const settings: FederationSettingsInput = {
+    strategy: f.strategy,
+    compression: f.compression,
+    localSteps: f.localSteps,
+    quorumFraction: f.quorum,
+    minParticipants: Math.max(1, Math.ceil(f.quorum * (topology.sites.length - schedule.lateJoiners.size))),
+    roundTimeoutMs: Math.round(f.roundTimeoutS * 1000),
+    heartbeatIntervalMs: 500,
+    heartbeatTimeoutMs: 4_000,
+    retryMs: 100,
+    privacy: f.privacy,
+    seed: topology.seed
+  }
+
+  // ---- per-round observation ------------------------------------------------
+  const rounds: RoundRecord[] = []
+  const linkBytes = new Map<string, number>()
+  const firstCommit = new Map<number, CommitEvent>()
+  let lastCommitAt = performance.now()
+  let roundsSeen = 0
+  const onFrame = (from: string, toPeer: string, protocol: string, bytes: number): void => {
+    if (!PAYLOAD_PROTOCOLS.some(p => protocol.startsWith(p))) return
+    const to = fleet?.siteOfPeer(toPeer) ?? toPeer
+    const key = `${from}\u0000${to}`
+    linkBytes.set(key, (linkBytes.get(key) ?? 0) + bytes)
+  }
+  const takeLinkBytes = (): RoundRecord['bytesPerLink'] => {
+    const out = [...linkBytes.entries()].map(([k, bytes]) => { const [from, to] = k.split('\u0000') as [string, string]; return { from, to, bytes } })
+      .sort((a, b) => a.from === b.from ? (a.to < b.to ? -1 : 1) : (a.from < b.from ? -1 : 1))
+    linkBytes.clear()
+    return out
+  }
+
+  let router: DensityRouter | undefined
+  let testGates: Float32Array | undefined
+  const evalModel = createMoeModel(spec, initial)
+  const epsSpent = async (): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {}
+    for (const s of topology.sites) {
+      const x = extras.get(s.name)
+      if (x !== undefined) out[s.name] = (await x.ledger.status()).spent.epsilon
+    }
+    return out
+  }
+
+  const observe = async (round: number, e: CommitEvent, site: SimSite): Promise<void> => {
+    const now = performance.now()
+    const record: RoundRecord = {
+      round,
+      accuracy: 0,
+      loss: 0,
+      bytesPerLink: takeLinkBytes(),
+      bytesSent: 0,
+      durationS: (now - lastCommitAt) / 1000,
+      participants: [...e.participants].sort(),
+      epsSpent: await epsSpent()
+    }
+    record.bytesSent = record.bytesPerLink.reduce((a, l) => a + l.bytes, 0)
+    lastCommitAt = now
+    if (options.evalRounds.has(round) || round === f.rounds) {
+      const scored = await scoreAt(round, site)
+      record.accuracy = scored.accuracy
+      record.loss = scored.loss
+    } else {
+      const prev = rounds.at(-1)
+      record.accuracy = prev?.accuracy ?? 0
+      record.loss = prev?.loss ?? 0
+    }
+    rounds.push(record)
+    options.progress?.round({ round, accuracy: record.accuracy, loss: record.loss, bytesSent: record.bytesSent, durationS: record.durationS, participants: e.participants.length })
+  }
+
+  /** Round 0: the routing releases and first artifacts, scored with the initial parameters. */
+  const observeSetup = async (present: SimSite[]): Promise<void> => {
+    const scored = await scoreAt(0, present[0]!)
+    const bytesPerLink = takeLinkBytes()
+    rounds.push({ round: 0, accuracy: scored.accuracy, loss: scored.loss, bytesPerLink, bytesSent: bytesPerLink.reduce((a, l) => a + l.bytes, 0), durationS: (performance.now() - lastCommitAt) / 1000, participants: present.map(s => s.name).sort(), epsSpent: await epsSpent() })
+    lastCommitAt = performance.now()
+  }
+
+  const scoreAt = async (round: number, site: SimSite): Promise<AssembledEval> => {
+    const aggregate = round === 0 ? undefined : await site.site!.roundLog().aggregate(round)
+    if (round > 0 && aggregate === undefined) throw new TopologyError(`round ${round} has no committed aggregate at ${site.name}`)
+    const template = learners[site.index]!.getShared()
+    const shared = aggregate === undefined ? new Map([...initial].filter(([n]) => template.has(n))) : unflattenTensors(aggregate, template)
+    const experts = slots.map((slot, i) => expertAt[i]!.get(round) ?? latestBefore(expertAt[i]!, round) ?? pick(initial, slot))
+    const bySlot = new Array<TensorMap>(spec.experts)
+    slots.forEach((slot, i) => { bySlot[slot] = experts[i]! })
+    for (let e = 0; e < spec.experts; e++) bySlot[e] ??= pick(initial, e)
+    installAssembly(evalModel, shared, bySlot)
+    return evaluateWithGates(evalModel, data.test, testGates!)
+  }
+
+  // ---- the fleet ------------------------------------------------------------
+  const events = new Map<string, SiteEvent[]>(topology.sites.map(s => [s.name, []]))
+  let pending = Promise.resolve()
+  fleet = await createFleet({ topology, dir: options.dir, settings, specHash: hashSpec(spec) }, {
+    clock: { now: () => Date.now() },
+    random: createSeededRandom(topology.seed),
+    logger: log,
+    learnerFor,
+    onFrame,
+    onCommit: (name, e) => {
+      if (firstCommit.has(e.round)) return
+      firstCommit.set(e.round, e)
+      const site = fleet!.byName(name)
+      // Observations run one at a time, in round order.
+      pending = pending.then(async () => { await observe(e.round, e, site) }).catch((err: unknown) => { log.error('sim.observe-failed', { round: e.round, error: err instanceof Error ? err.message : String(err) }) })
+      roundsSeen = Math.max(roundsSeen, e.round)
+    },
+    attach: async (s, running) => {
+      const x = await attachExperts(s, running, spec)
+      extras.set(s.name, x)
+      return async () => { await x.exchange.stop(); extras.delete(s.name) }
+    }
+  })
+
+  const attachExperts = async (s: SimSite, running: { store: SiteStore, site: { host: import('../node/mesh/host.ts').SiteHost } }, moeSpec: MoeSpec): Promise<SiteExtras> => {
+    const clock = { now: () => Date.now() }
+    const registry = createExpertRegistry({ store: running.store, clock })
+    const members = new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey]))
+    const exchange = createExpertExchange({ spec: moeSpec, members }, { host: running.site.host, identity: s.identity, registry, clock, logger: log.child(`${s.name}:experts`) })
+    await exchange.start()
+    const budget = await readLedgerBudget(running.store)
+    const wanted = f.privacy.budget ?? DEFAULT_ROUTING_BUDGET
+    const ledger = createPrivacyLedger(running.store, budget ?? { epsilonBudget: wanted.epsilon, delta: wanted.delta }, { clock })
+    return { registry, exchange, ledger }
+  }
+
+  try {
+    options.progress?.start('moe', f.rounds)
+    await fleet.start(name => !schedule.lateJoiners.has(name))
+    const present = fleet.up()
+    await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), 30_000, 'every site to see the others')
+
+    // Routing releases, phase 1 and 2, over the experts exchange.
+    for (const s of present) await publish(s, 1, { global: await releaseGlobal(s) })
+    await waitForArtifacts(present, present.length, 1)
+    const projection = await projectionAt(present[0]!)
+    for (const s of present) {
+      const release = await releaseComponentsOf(s, projection)
+      await publish(s, 2, { global: globalOf(await ownArtifact(s, 1)), release, inProjection: 1 })
+    }
+    await waitForArtifacts(present, present.length, 2)
+    router = await routerAt(present[0]!, projection)
+    testGates = densityGates(router, data.test.x, data.test.n, { topK: spec.topK })
+    log.info('sim.routing-ready', { sites: present.length, components: router.components.length })
+    await observeSetup(present)
+
+    // Federated rounds with the fault schedule.
+    await drive(fleet, { rounds: f.rounds, schedule, ...(options.signal !== undefined ? { signal: options.signal } : {}) }, {
+      committedRound: () => roundsSeen,
+      setSlowdown: (site, factor) => { slowdown.set(site, factor) },
+      onAction: (action, round) => { recordAction(events, action, round) }
+    }, { logger: log })
+    await pending
+
+    // Final expert publication and assembly at a member, from verified artifacts only.
+    const up = fleet.up()
+    for (const s of up) {
+      // The global moments served the projection; the final artifact carries only what assembly needs.
+      const v2 = await ownArtifact(s, 2)
+      await publish(s, 3, { release: componentsFromTensors(v2.router, slots[s.index]!), inProjection: 1 })
+    }
+    await waitForArtifacts(up, up.length, 3)
+    const assembled = await assembleAt(up[0]!, projection)
+    options.progress?.done()
+    return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000 }
+  } finally {
+    await fleet.stop()
+    evalModel.dispose()
+    for (const l of learners) l?.dispose()
+  }
+
+  // ---- helpers that need the closure -----------------------------------------
+  async function releaseGlobal (s: SimSite): ReturnType<typeof releaseSiteGlobal> {
+    const own = data.sites[s.index]!
+    return await releaseSiteGlobal({ rows: own.x, n: own.n, dim: own.dim }, routing, { ledger: extras.get(s.name)!.ledger, random: createSeededRandom(`${topology.seed}/routing/${s.name}`) }, { label: s.name })
+  }
+
+  async function releaseComponentsOf (s: SimSite, projection: Projection): Promise<SiteRelease> {
+    const own = data.sites[s.index]!
+    return await releaseSiteComponents({ expert: slots[s.index]!, rows: own.x, labels: own.y, n: own.n }, projection, routing, { ledger: extras.get(s.name)!.ledger, random: createSeededRandom(`${topology.seed}/routing/${s.name}`) }, { label: s.name })
+  }
+
+  async function publish (s: SimSite, version: number, what: { global?: ReturnType<typeof globalOf>, release?: SiteRelease, inProjection?: number }): Promise<void> {
+    const router = new Map([...(what.global !== undefined ? globalMomentsToTensors(what.global) : []), ...(what.release !== undefined ? componentsToTensors(what.release) : [])])
+    await extras.get(s.name)!.exchange.publish({
+      expertId: `${s.name}.expert-${slots[s.index]!}`,
+      slot: slots[s.index]!,
+      version,
+      parentVersion: version === 1 ? null : version - 1,
+      sampleCount: data.sites[s.index]!.n,
+      metrics: { inProjection: what.inProjection ?? 0 },
+      params: learners[s.index]!.expertParams(),
+      router
+    })
+  }
+
+  async function ownArtifact (s: SimSite, version: number): Promise<Awaited<ReturnType<ExpertRegistry['load']>>> {
+    const x = extras.get(s.name)!
+    const rec = (await x.registry.list()).find(r => r.manifest.siteId === s.identity.peerId && r.manifest.version === version)
+    if (rec === undefined) throw new TopologyError(`${s.name} holds no artifact of its own at version ${version}`)
+    return await x.registry.load(rec.hash, { spec })
+  }
+
+  async function waitForArtifacts (sites: SimSite[], count: number, version: number): Promise<void> {
+    await waitFor(async () => {
+      for (const s of sites) {
+        const usable = await extras.get(s.name)!.registry.usable()
+        if (usable.filter(r => r.manifest.version >= version).length < count) return false
+      }
+      return true
+    }, 60_000, `every site to hold ${count} verified artifacts at version ${version}`)
+  }
+
+  async function latestArtifacts (s: SimSite): Promise<Array<Awaited<ReturnType<ExpertRegistry['load']>>>> {
+    const x = extras.get(s.name)!
+    const usable = await x.registry.usable()
+    return await Promise.all(usable.sort((a, b) => a.manifest.slot - b.manifest.slot).map(async r => await x.registry.load(r.hash, { spec })))
+  }
+
+  async function projectionAt (s: SimSite): Promise<Projection> {
+    const globals = (await latestArtifacts(s)).map(a => globalMomentsFromTensors(a.router))
+    return sharedProjection(globals, routing, topology.name)
+  }
+
+  async function routerAt (s: SimSite, projection: Projection): Promise<DensityRouter> {
+    const releases = (await latestArtifacts(s)).filter(a => a.router.has('router.components.meta')).map(a => componentsFromTensors(a.router, a.manifest.slot))
+    return buildDensityRouter(projection, releases, spec.experts, routing)
+  }
+
+  async function assembleAt (s: SimSite, projection: Projection): Promise<MoeMethodResult['assembled']> {
+    const artifacts = await latestArtifacts(s)
+    const memberRouter = await routerAt(s, projection)
+    const last = await s.site!.roundLog().last()
+    if (last === undefined) throw new TopologyError(`${s.name} committed no round`)
+    const shared = unflattenTensors((await s.site!.roundLog().aggregate(last.round))!, learners[s.index]!.getShared())
+    const bySlot = Array.from({ length: spec.experts }, (_, e) => artifacts.find(a => a.manifest.slot === e)?.weights ?? pick(initial, e))
+    const present = new Set(artifacts.map(a => a.manifest.slot))
+    const optOut = new Set(Array.from({ length: spec.experts }, (_, e) => e).filter(e => !present.has(e)))
+    const model = createMoeModel(spec, initial)
+    try {
+      installAssembly(model, shared, bySlot)
+      const gates = densityGates(memberRouter, data.test.x, data.test.n, { topK: spec.topK, optOut })
+      return { ...evaluateWithGates(model, data.test, gates), site: s.name, experts: present.size }
+    } finally {
+      model.dispose()
+    }
+  }
+}
+
+function globalOf (artifact: { router: TensorMap }): ReturnType<typeof globalMomentsFromTensors> {
+  return globalMomentsFromTensors(artifact.router)
+}
+
+export function specFor (topology: Topology): MoeSpec {
+  const m = topology.federation.model
+  return recipeSpec({ inputDim: m.inputDim, classes: m.classes, experts: expertCount(topology), seed: m.seed, width: m.width, expertHidden: m.expertHidden, topK: m.topK })
+}
+
+function pick (params: TensorMap, slot: number): TensorMap {
+  return new Map([...params].filter(([n]) => n.startsWith(`expert.${slot}.`)))
+}
+
+function latestBefore (byRound: Map<number, TensorMap>, round: number): TensorMap | undefined {
+  let best = -1
+  for (const r of byRound.keys()) if (r <= round && r > best) best = r
+  return best === -1 ? undefined : byRound.get(best)
+}
+
+function recordAction (events: Map<string, SiteEvent[]>, action: Action, round: number): void {
+  const add = (site: string, kind: SiteEvent['kind']): void => { events.get(site)?.push({ round, kind }) }
+  switch (action.kind) {
+    case 'crash': case 'restart': case 'join': case 'leave': case 'slow': add(action.site, action.kind); return
+    case 'partition': for (const g of action.groups) for (const s of g) add(s, 'partition'); return
+    case 'heal': for (const list of events.values()) if (list.at(-1)?.kind === 'partition') list.push({ round, kind: 'heal' }); return
+  }
+}
+
+async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new TopologyError(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })
+  })
+}
+

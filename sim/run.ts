@@ -1,0 +1,144 @@
+/**
+ * One simulator run: the networked MoE over real sites on the shaped mesh,
+ * the three baselines on a worker thread at the same time (both cores busy),
+ * then report.json, report.html and a summary table.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cpus, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Logger } from '../coordinator/components.ts'
+import type { RoundRecord as FederationRecord } from '../node/federation/run-common.ts'
+import { runBaselinesInWorker, type BaselineOutcome, type BaselineResults } from './baselines.ts'
+import { selectBackend } from '../node/model/backend.ts'
+import { loadSimData } from './data.ts'
+import { runNetworkedMoe, type MoeMethodResult } from './moe-method.ts'
+import type { Progress } from './progress.ts'
+import { renderReportHtml } from './report/html.ts'
+import { parseReport, REPORT_SCHEMA, type Report, type RoundRecord } from './report/schema.ts'
+import type { Topology } from './topology.ts'
+
+export interface RunOptions {
+  /** Where report.json and report.html go (created). */
+  outDir: string
+  /** Rounds at which every method is scored; default: about ten evenly spaced, and the last. */
+  evalRounds?: number[]
+  progress?: Progress
+  signal?: AbortSignal
+  /** Keep the sites' stores and keys (default: removed after the run). */
+  keepWorkDir?: boolean
+}
+
+export interface RunOutcome {
+  report: Report
+  reportPath: string
+  htmlPath: string
+  /** The MoE as a member assembled it after the last round. */
+  assembled: MoeMethodResult['assembled']
+}
+
+export function defaultEvalRounds (rounds: number): number[] {
+  const step = Math.max(1, Math.ceil(rounds / 10))
+  const out = new Set<number>()
+  for (let r = step; r < rounds; r += step) out.add(r)
+  out.add(rounds)
+  return [...out].sort((a, b) => a - b)
+}
+
+export async function runSimulation (topology: Topology, options: RunOptions, components: { logger: Logger }): Promise<RunOutcome> {
+  const started = new Date()
+  const t0 = performance.now()
+  const evalRounds = options.evalRounds ?? defaultEvalRounds(topology.federation.rounds)
+  const work = await mkdtemp(join(tmpdir(), `forgemesh-sim-${topology.name}-`))
+  try {
+    // One process plays every site, so they share one tfjs backend: the first site's choice.
+    const backend = await selectBackend(topology.sites[0]?.backend ?? 'auto', components.logger)
+    const data = await loadSimData(topology, options.signal !== undefined ? { signal: options.signal } : {})
+    const baselines = runBaselinesInWorker(topology, evalRounds, backend.name)
+    // Do not let a failure here go unhandled while the MoE runs.
+    baselines.catch(() => {})
+    const moe = await runNetworkedMoe(topology, data, {
+      dir: work,
+      evalRounds: new Set(evalRounds),
+      ...(options.progress !== undefined ? { progress: options.progress } : {}),
+      ...(options.signal !== undefined ? { signal: options.signal } : {})
+    }, components)
+    const base = await baselines
+    const report = buildReport(topology, moe, base, { started, wallSeconds: (performance.now() - t0) / 1000, backend: backend.name })
+    await mkdir(options.outDir, { recursive: true })
+    const reportPath = resolve(options.outDir, 'report.json')
+    const htmlPath = resolve(options.outDir, 'report.html')
+    await writeFile(reportPath, JSON.stringify(report, null, 2) + '\n')
+    await writeFile(htmlPath, renderReportHtml(report))
+    return { report, reportPath, htmlPath, assembled: moe.assembled }
+  } finally {
+    if (options.keepWorkDir !== true) await rm(work, { recursive: true, force: true })
+  }
+}
+
+function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineResults, run: { started: Date, wallSeconds: number, backend: string }): Report {
+  const siteNames = topology.sites.map(s => s.name)
+  const moeRounds = moe.rounds
+  const last = moeRounds.at(-1)
+  const baselineRounds = (o: BaselineOutcome, sitesSending: number, perSite?: boolean): RoundRecord[] => {
+    let before = 0
+    return o.rounds.map((r: FederationRecord) => {
+      const sent = Math.max(0, r.bytesSent - before) * sitesSending
+      before = r.bytesSent
+      const record: RoundRecord = { round: r.round, accuracy: clamp01(r.accuracy), loss: Math.max(0, r.loss), bytesPerLink: [], bytesSent: Math.round(sent), durationS: 0, participants: sitesSending > 0 ? siteNames : [], epsSpent: {} }
+      if (perSite === true && o.perSite !== undefined && r.round === o.rounds.at(-1)?.round) {
+        record.perSite = Object.fromEntries(o.perSite.map(p => [siteNames[p.site]!, { accuracy: clamp01(p.accuracy), loss: Math.max(0, p.loss) }]))
+      }
+      return record
+    })
+  }
+  const summary = (o: BaselineOutcome, sending: number): Report['summary']['methods']['moe'] => ({
+    accuracy: clamp01(o.accuracy), bytesSent: Math.round(o.bytesPerSite * sending), rounds: topology.federation.rounds, wallSeconds: o.wallSeconds
+  })
+  const report: Report = {
+    schema: REPORT_SCHEMA,
+    topology: { name: topology.name, seed: topology.seed, sites: siteNames, transport: topology.transport },
+    methods: {
+      moe: { rounds: moeRounds },
+      localOnly: { rounds: baselineRounds(base.localOnly, 0, true) },
+      fedavgDense: { rounds: baselineRounds(base.fedavgDense, siteNames.length) },
+      centralized: { rounds: baselineRounds(base.centralized, 0) }
+    },
+    summary: {
+      methods: {
+        moe: { accuracy: clamp01(moe.assembled.accuracy), bytesSent: moeRounds.reduce((a, r) => a + r.bytesSent, 0), rounds: last?.round ?? 0, wallSeconds: moe.wallSeconds },
+        localOnly: {
+          ...summary(base.localOnly, 0),
+          perSite: Object.fromEntries((base.localOnly.perSite ?? []).map(p => [siteNames[p.site]!, { accuracy: clamp01(p.accuracy), bytesSent: 0, rounds: topology.federation.rounds, wallSeconds: base.localOnly.wallSeconds }]))
+        },
+        fedavgDense: summary(base.fedavgDense, siteNames.length),
+        centralized: summary(base.centralized, 0)
+      }
+    },
+    sites: topology.sites.map(s => ({ name: s.name, peakRssBytes: null, backend: run.backend, events: moe.events.get(s.name) ?? [] })),
+    run: { startedAt: run.started.toISOString(), wallSeconds: run.wallSeconds, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: Math.max(1, cpus().length) }
+  }
+  return parseReport(report, 'the report this run built')
+}
+
+const clamp01 = (x: number): number => Math.min(1, Math.max(0, x))
+
+/** The methods side by side, for a terminal. */
+export function summaryTable (report: Report): string {
+  const rows: Array<[string, string, string, string, string]> = [['method', 'accuracy', 'bytes sent', 'rounds', 'wall time']]
+  const label: Record<string, string> = { moe: 'forgemesh MoE', localOnly: 'local only (mean)', fedavgDense: 'dense FedAvg', centralized: 'centralized (pooled data)' }
+  for (const [name, m] of Object.entries(report.summary.methods)) {
+    rows.push([label[name] ?? name, `${(m.accuracy * 100).toFixed(2)}%`, fmtBytes(m.bytesSent), String(m.rounds), `${m.wallSeconds.toFixed(1)} s`])
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map(r => r[c]!.length)))
+  return rows.map((r, i) => {
+    const line = r.map((cell, c) => c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)).join('   ')
+    return i === 0 ? `${line}\n${widths.map(w => '-'.repeat(w)).join('   ')}` : line
+  }).join('\n')
+}
+
+function fmtBytes (b: number): string {
+  if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`
+  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`
+  return `${b} B`
+}
