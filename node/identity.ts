@@ -7,7 +7,7 @@
 import { chmod, mkdir, open, readFile, rename, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { inspect } from 'node:util'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { generateKeyPair, generateKeyPairFromSeed, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromPublicKey as peerIdOfKey } from '@libp2p/peer-id'
 import { z } from 'zod'
@@ -46,6 +46,16 @@ function wrap (privateKey: PrivateKey): SiteIdentity {
   Object.defineProperty(identity, 'toJSON', { enumerable: false, value: () => ({ peerId }) })
   Object.defineProperty(identity, inspect.custom, { enumerable: false, value: () => `SiteIdentity(${peerId})` })
   return identity
+}
+
+/**
+ * An identity derived from 32 seed bytes, held only in memory. For the
+ * simulator and tests, where a replayed run must elect the same coordinator
+ * (election orders by peer id); a real site always uses loadOrCreateIdentity.
+ */
+export async function identityFromSeed (seed: Uint8Array): Promise<SiteIdentity> {
+  if (seed.length !== 32) throw new IdentityFileError(`an identity seed must be 32 bytes, got ${seed.length}`)
+  return wrap(await generateKeyPairFromSeed('Ed25519', seed))
 }
 
 export async function loadOrCreateIdentity (path: string): Promise<SiteIdentity> {

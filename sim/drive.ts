@@ -14,6 +14,10 @@ export interface DriveEvents {
   onAction?: (action: Action, round: number) => void
   /** How slow a site's local training is (1 = normal). */
   setSlowdown?: (site: string, factor: number) => void
+  /** After a late joiner booted (before it trains): e.g. its routing release. */
+  afterJoin?: (site: string) => Promise<void>
+  /** Before a site leaves for good: e.g. publishing its final expert. */
+  beforeLeave?: (site: string) => Promise<void>
   /** The round the federation has reached (highest committed by any site). */
   committedRound: () => number
 }
@@ -66,9 +70,11 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
         return
       case 'join':
         await fleet.join(action.site)
+        await events.afterJoin?.(action.site)
         runSite(action.site)
         return
       case 'leave':
+        await events.beforeLeave?.(action.site)
         await fleet.leave(action.site)
         return
       case 'partition':

@@ -10,7 +10,8 @@ import { tcp } from '@libp2p/tcp'
 import { memory } from '@libp2p/memory'
 import type { Logger, Random } from '../coordinator/components.ts'
 import type { Clock } from '../coordinator/components.ts'
-import { loadOrCreateIdentity, type SiteIdentity } from '../node/identity.ts'
+import { createHash } from 'node:crypto'
+import { identityFromSeed, type SiteIdentity } from '../node/identity.ts'
 import { generatePsk } from '../node/mesh/psk.ts'
 import type { FederationSettingsInput } from '../node/site/config.ts'
 import type { Learner } from '../node/site/learner.ts'
@@ -78,7 +79,8 @@ export async function createFleet (init: FleetInit, components: FleetComponents)
   const psk = generatePsk()
   const sites: SimSite[] = []
   for (const [index, s] of topology.sites.entries()) {
-    const identity = await loadOrCreateIdentity(join(init.dir, 'keys', `${s.name}.key`))
+    // Seeded identities: a replayed run elects the same coordinators and so moves the same bytes.
+    const identity = await identityFromSeed(createHash('sha256').update(`forgemesh sim identity/${topology.seed}/${s.name}`).digest())
     network.register(s.name, { peerId: identity.peerId })
     sites.push({ name: s.name, index, identity, storeDir: join(init.dir, 'stores', s.name), learner: components.learnerFor(index), state: 'absent', site: undefined, store: undefined })
   }

@@ -26,7 +26,7 @@ import { createExpertRegistry, type ExpertRegistry } from '../node/experts/regis
 import { evaluateWithGates, installAssembly, type AssembledEval } from '../node/federation/assemble-eval.ts'
 import { createMoeLearner, type MoeLearner } from '../node/federation/learner.ts'
 import { recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
-import { componentsFromTensors, componentsToTensors, globalMomentsFromTensors, globalMomentsToTensors } from '../node/federation/release-tensors.ts'
+import { componentsFromTensors, componentsToTensors, globalMomentsFromTensors, globalMomentsToTensors, hasProjection, projectionFromTensors, projectionToTensors, roundTripProjection } from '../node/federation/release-tensors.ts'
 import { densityGates, releaseSiteComponents, releaseSiteGlobal, sharedProjection } from '../node/federation/routing-releases.ts'
 import { createMoeModel } from '../node/model/moe.ts'
 import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
@@ -89,6 +89,9 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   /** Each site's expert after its local training of round r (the observer's view). */
   const expertAt = topology.sites.map(() => new Map<number, TensorMap>())
   const extras = new Map<string, SiteExtras>()
+  /** Each site's release 2, once made (the final artifact carries it again). */
+  const released = new Map<string, SiteRelease>()
+  const finalPublished = new Set<string>()
   let fleet: Fleet | undefined
 
   const learnerFor = (i: number): Learner => {
@@ -254,36 +257,37 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const present = fleet.up()
     await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), 30_000, 'every site to see the others')
 
-    // Routing releases, phase 1 and 2, over the experts exchange.
+    // Phase 1: every site present at the start releases its global moments.
     for (const s of present) await publish(s, 1, { global: await releaseGlobal(s) })
     await waitForArtifacts(present, present.length, 1)
-    const projection = await projectionAt(present[0]!)
+    // Phase 2: the projection from the verified releases (every member derives the same one; the
+    // simulator computes it once, and it travels in each v2 artifact so any member can check it),
+    // then each site's components in it.
+    const projection = roundTripProjection(await projectionAt(present[0]!))
     for (const s of present) {
       const release = await releaseComponentsOf(s, projection)
-      await publish(s, 2, { global: globalOf(await ownArtifact(s, 1)), release, inProjection: 1 })
+      released.set(s.name, release)
+      await publish(s, 2, { projection, release })
     }
     await waitForArtifacts(present, present.length, 2)
-    router = await routerAt(present[0]!, projection)
-    testGates = densityGates(router, data.test.x, data.test.n, { topK: spec.topK })
-    log.info('sim.routing-ready', { sites: present.length, components: router.components.length })
+    await refreshRouter(present[0]!, projection)
+    log.info('sim.routing-ready', { sites: present.length, components: router!.components.length })
     await observeSetup(present)
 
     // Federated rounds with the fault schedule.
     await drive(fleet, { rounds: f.rounds, schedule, ...(options.signal !== undefined ? { signal: options.signal } : {}) }, {
       committedRound: () => roundsSeen,
       setSlowdown: (site, factor) => { slowdown.set(site, factor) },
+      afterJoin: async (name) => { await admitLateJoiner(fleet!.byName(name), projection) },
+      beforeLeave: async (name) => { await publishFinal(fleet!.byName(name), projection) },
       onAction: (action, round) => { recordAction(events, action, round) }
     }, { logger: log })
     await pending
 
     // Final expert publication and assembly at a member, from verified artifacts only.
     const up = fleet.up()
-    for (const s of up) {
-      // The global moments served the projection; the final artifact carries only what assembly needs.
-      const v2 = await ownArtifact(s, 2)
-      await publish(s, 3, { release: componentsFromTensors(v2.router, slots[s.index]!), inProjection: 1 })
-    }
-    await waitForArtifacts(up, up.length, 3)
+    for (const s of up) await publishFinal(s, projection)
+    await waitForArtifacts(up, up.filter(s => released.has(s.name)).length, 3)
     const assembled = await assembleAt(up[0]!, projection)
     options.progress?.done()
     return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000 }
@@ -304,15 +308,49 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     return await releaseSiteComponents({ expert: slots[s.index]!, rows: own.x, labels: own.y, n: own.n }, projection, routing, { ledger: extras.get(s.name)!.ledger, random: createSeededRandom(`${topology.seed}/routing/${s.name}`) }, { label: s.name })
   }
 
-  async function publish (s: SimSite, version: number, what: { global?: ReturnType<typeof globalOf>, release?: SiteRelease, inProjection?: number }): Promise<void> {
-    const router = new Map([...(what.global !== undefined ? globalMomentsToTensors(what.global) : []), ...(what.release !== undefined ? componentsToTensors(what.release) : [])])
+  /** A site that joins after the setup takes the projection from the artifacts it fetched and releases its components. */
+  async function admitLateJoiner (s: SimSite, projection: Projection): Promise<void> {
+    const x = extras.get(s.name)!
+    await waitFor(async () => (await x.registry.usable()).some(r => r.manifest.version >= 2), 60_000, `${s.name} to fetch the federation's artifacts`)
+    const carried = (await latestArtifacts(s)).find(a => hasProjection(a.router))
+    if (carried === undefined) throw new TopologyError(`${s.name} found no artifact carrying the routing projection`)
+    const theirs = projectionFromTensors(carried.router)
+    if (!sameProjection(theirs, projection)) throw new TopologyError(`${s.name} received a projection that differs from the federation's`)
+    const release = await releaseComponentsOf(s, theirs)
+    released.set(s.name, release)
+    await publish(s, 2, { projection: theirs, release })
+    const observer = fleet!.up().find(o => o !== s)!
+    await waitFor(async () => (await extras.get(observer.name)!.registry.usable()).some(r => r.manifest.siteId === s.identity.peerId), 60_000, `the federation to fetch ${s.name}'s release`)
+    await refreshRouter(observer, projection)
+  }
+
+  /** The trained expert, published once: at the end, or when its site leaves for good. */
+  async function publishFinal (s: SimSite, projection: Projection): Promise<void> {
+    const release = released.get(s.name)
+    if (release === undefined || finalPublished.has(s.name)) return
+    finalPublished.add(s.name)
+    await publish(s, 3, { projection, release })
+  }
+
+  async function refreshRouter (observer: SimSite, projection: Projection): Promise<void> {
+    router = await routerAt(observer, projection)
+    testGates = densityGates(router, data.test.x, data.test.n, { topK: spec.topK })
+  }
+
+  async function publish (s: SimSite, version: number, what: { global?: ReturnType<typeof globalOf>, projection?: Projection, release?: SiteRelease }): Promise<void> {
+    const router = new Map([
+      ...(what.global !== undefined ? globalMomentsToTensors(what.global) : []),
+      ...(what.projection !== undefined ? projectionToTensors(what.projection) : []),
+      ...(what.release !== undefined ? componentsToTensors(what.release) : [])
+    ])
+    const previous = (await extras.get(s.name)!.registry.list()).filter(r => r.manifest.siteId === s.identity.peerId).map(r => r.manifest.version)
     await extras.get(s.name)!.exchange.publish({
       expertId: `${s.name}.expert-${slots[s.index]!}`,
       slot: slots[s.index]!,
       version,
-      parentVersion: version === 1 ? null : version - 1,
+      parentVersion: previous.length === 0 ? null : Math.max(...previous),
       sampleCount: data.sites[s.index]!.n,
-      metrics: { inProjection: what.inProjection ?? 0 },
+      metrics: { trainedRounds: roundsSeen },
       params: learners[s.index]!.expertParams(),
       router
     })
@@ -369,6 +407,11 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
       model.dispose()
     }
   }
+}
+
+function sameProjection (a: Projection, b: Projection): boolean {
+  const eq = (x: Float64Array, y: Float64Array): boolean => x.length === y.length && x.every((v, i) => v === y[i])
+  return a.inputDim === b.inputDim && a.dim === b.dim && a.clipNorm === b.clipNorm && eq(a.mean, b.mean) && eq(a.basis, b.basis)
 }
 
 function globalOf (artifact: { router: TensorMap }): ReturnType<typeof globalMomentsFromTensors> {

@@ -10,6 +10,7 @@
 import { decodeSiteRelease, type ReleaseLimits, DEFAULT_RELEASE_LIMITS } from '../../coordinator/routing/schema.ts'
 import { packedLength, type Moments } from '../../coordinator/routing/moments.ts'
 import type { SiteRelease } from '../../coordinator/routing/release.ts'
+import type { Projection } from '../../coordinator/routing/projection.ts'
 import type { Tensor, TensorMap } from '../../protocols/tensors.ts'
 import { FederationError } from '../errors.ts'
 
@@ -94,3 +95,42 @@ export function componentsFromTensors (router: TensorMap, expert: number, limits
   return decodeSiteRelease(wire, limits)
 }
 
+
+const P_MEAN = 'router.projection.mean'
+const P_BASIS = 'router.projection.basis'
+const P_CLIP = 'router.projection.clip'
+
+/**
+ * The shared projection as tensors. Every member rounds its projection
+ * through float32 (`roundTripProjection`) before using it, so a member that
+ * computed the basis and one that received it use bit-identical coordinates.
+ */
+export function projectionToTensors (p: Projection): TensorMap {
+  return new Map([
+    [P_BASIS, t([p.inputDim, p.dim], p.basis)],
+    [P_CLIP, t([1], [p.clipNorm])],
+    [P_MEAN, t([p.inputDim], p.mean)]
+  ])
+}
+
+export function hasProjection (router: TensorMap): boolean {
+  return router.has(P_BASIS)
+}
+
+export function projectionFromTensors (router: TensorMap, maxInputDim = 1 << 20): Projection {
+  const mean = router.get(P_MEAN)
+  const basis = router.get(P_BASIS)
+  const clip = router.get(P_CLIP)
+  if (mean === undefined || basis === undefined || clip === undefined) throw new FederationError('the artifact carries no routing projection (router.projection.*)')
+  const inputDim = mean.data.length
+  const dim = basis.shape[1] ?? 0
+  if (inputDim < 1 || inputDim > maxInputDim || basis.shape[0] !== inputDim || dim < 1 || dim > inputDim || basis.data.length !== inputDim * dim || clip.data.length !== 1 || !(clip.data[0]! > 0)) {
+    throw new FederationError(`routing projection has inconsistent shapes: mean ${inputDim}, basis [${basis.shape.join(', ')}]`)
+  }
+  if (!mean.data.every(Number.isFinite) || !basis.data.every(Number.isFinite)) throw new FederationError('routing projection holds a value that is not finite')
+  return { inputDim, dim, mean: Float64Array.from(mean.data), basis: Float64Array.from(basis.data), clipNorm: clip.data[0]! }
+}
+
+export function roundTripProjection (p: Projection): Projection {
+  return projectionFromTensors(projectionToTensors(p))
+}

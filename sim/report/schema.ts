@@ -94,9 +94,17 @@ export const Report = z.strictObject({
 })
 export type Report = z.infer<typeof Report>
 
-/** Paths whose values are timings: they differ between runs with one seed. */
+/**
+ * Paths whose values are timings or wire measurements: they differ between
+ * runs with one seed. Bytes on the wire include retries (a member resends an
+ * update the coordinator was not ready for), and how often that happens
+ * depends on the machine's speed, not on the federation.
+ */
 export const TIMING_FIELDS = [
   'methods.*.rounds[].durationS',
+  'methods.*.rounds[].bytesPerLink',
+  'methods.*.rounds[].bytesSent',
+  'summary.methods.*.bytesSent',
   'summary.methods.*.wallSeconds',
   'summary.methods.localOnly.perSite.*.wallSeconds',
   'sites[].peakRssBytes',
@@ -108,8 +116,14 @@ export function withoutTimings (report: Report): unknown {
   const r = structuredClone(report) as Partial<Report> & Report
   delete (r as Partial<Report>).run
   for (const m of METHODS) {
-    for (const round of r.methods[m].rounds) (round as Partial<RoundRecord>).durationS = undefined
-    ;(r.summary.methods[m] as { wallSeconds?: number }).wallSeconds = undefined
+    for (const round of r.methods[m].rounds) {
+      const loose = round as Partial<RoundRecord>
+      loose.durationS = undefined
+      loose.bytesPerLink = undefined
+      loose.bytesSent = undefined
+    }
+    ;(r.summary.methods[m] as { wallSeconds?: number, bytesSent?: number }).wallSeconds = undefined
+    ;(r.summary.methods[m] as { bytesSent?: number }).bytesSent = undefined
   }
   for (const s of Object.values(r.summary.methods.localOnly.perSite)) (s as { wallSeconds?: number }).wallSeconds = undefined
   for (const s of r.sites) s.peakRssBytes = null
