@@ -10,7 +10,9 @@
  * Args: --rounds N (default 200), --seed S (default 0), --routing dp|exact
  * (the headline router, default dp: epsilon = 8 per site; the other one is
  * measured beside it on the same trained model), --train-limit N (fewer
- * training rows, for a quick look), --backend auto|wasm|cpu|...
+ * training rows, for a quick look), --backend auto|wasm|cpu|..., --threads 1|2
+ * (default 2: the baselines run in a worker thread beside the MoE; their
+ * results are bit-identical to running them on the main thread).
  */
 import { createSilentLogger } from '../coordinator/components.ts'
 import { DP_ROUTING, EXACT_ROUTING } from '../coordinator/routing/config.ts'
@@ -18,6 +20,7 @@ import { createLogger } from '../node/components.ts'
 import { loadMnist } from '../node/data/mnist.ts'
 import { runCentralized, runDenseFedAvg, runLocalOnly } from '../node/federation/baselines.ts'
 import { runMoeFederation, type RouterOutcome } from '../node/federation/inprocess.ts'
+import { runBaselinesInWorker, sharedData } from '../node/federation/parallel.ts'
 import { labelGroups } from '../node/federation/recipe.ts'
 import type { RoundRecord } from '../node/federation/run-common.ts'
 import { parseBackendPreference, selectBackend } from '../node/model/backend.ts'
@@ -58,27 +61,39 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   if (headline !== 'dp' && headline !== 'exact') throw new Error(`--routing must be dp or exact, got ${headline}`)
   const limit = ctx.args.includes('--train-limit') ? Number(arg(ctx.args, 'train-limit', '60000')) : undefined
   const backend = await selectBackend(parseBackendPreference(arg(ctx.args, 'backend', 'wasm')), createLogger('forgemesh:bench'))
-  const [train, test] = await Promise.all([loadMnist({ split: 'train', ...(limit !== undefined ? { limit } : {}) }), loadMnist({ split: 'test' })])
+  const threads = Number(arg(ctx.args, 'threads', '2'))
+  if (threads !== 1 && threads !== 2) throw new Error(`--threads must be 1 or 2, got ${threads}`)
+  const [loadedTrain, loadedTest] = await Promise.all([loadMnist({ split: 'train', ...(limit !== undefined ? { limit } : {}) }), loadMnist({ split: 'test' })])
+  // One copy of the data, readable from both threads.
+  const [train, test] = threads === 2 ? [sharedData(loadedTrain), sharedData(loadedTest)] : [loadedTrain, loadedTest]
   const groups = labelGroups(5, 2)
   const evalRounds = schedule(rounds)
+  const centralRounds = evalRounds.filter(r => r % 10 === 0 || r === rounds || r === 25)
   const routers = headline === 'dp' ? { dp: DP_ROUTING, exact: EXACT_ROUTING } : { exact: EXACT_ROUTING, dp: DP_ROUTING }
-  ctx.print(`MNIST ${train.n} train / ${test.n} test on ${backend.name}; 5 sites x 2 digits; ${rounds} rounds x 10 steps of 32, SGD 0.1; headline router ${headline}`)
+  ctx.print(`MNIST ${train.n} train / ${test.n} test on ${backend.name}, ${threads} thread(s); 5 sites x 2 digits; ${rounds} rounds x 10 steps of 32, SGD 0.1; headline router ${headline}`)
   const onRecord = (method: string, r: RoundRecord): void => {
     if (r.round <= 30 && r.round % 5 !== 0 && r.round !== 1 && r.round !== rounds) return
     ctx.print(`${method.padEnd(13)} round ${String(r.round).padStart(4)}  ${pct(r.accuracy)}  loss ${r.loss.toFixed(4)}  ${mb(r.bytesSent)} per site`)
   }
-  const base = { train, test, groups, rounds, seed, evalRounds, onRecord, logger: createSilentLogger() }
+  const base = { train, test, groups, rounds, seed, evalRounds, onRecord }
 
-  const moe = await runMoeFederation({ ...base, routers, optOut: true })
+  const t0 = performance.now()
+  const inWorker = threads === 2
+    ? runBaselinesInWorker(base, ['fedavg-dense', 'centralized', 'local-only'], { evalRounds: { centralized: centralRounds, 'local-only': [rounds] }, backend: backend.name })
+    : null
+  // Without a second thread, the baselines follow the MoE on this one.
+  inWorker?.catch(() => {})
+  const moe = await runMoeFederation({ ...base, routers, optOut: true, logger: createSilentLogger() })
   const head: RouterOutcome = moe.byRouter[headline]!
   const other: RouterOutcome = moe.byRouter[headline === 'dp' ? 'exact' : 'dp']!
   ctx.print(`moe done in ${moe.seconds.toFixed(0)} s; routing accuracy ${headline} ${pct(head.final.routingAccuracy!)}, other ${pct(other.final.routingAccuracy!)}; oracle routing ${pct(moe.oracle.accuracy)}`)
-  const dense = await runDenseFedAvg(base)
-  ctx.print(`fedavg-dense done in ${dense.seconds.toFixed(0)} s (FFN hidden ${dense.hidden})`)
-  const central = await runCentralized({ ...base, evalRounds: evalRounds.filter(r => r % 10 === 0 || r === rounds || r === 25) })
-  ctx.print(`centralized done in ${central.seconds.toFixed(0)} s; learned router rows per expert ${central.routingHistogram.join('/')}`)
-  const local = await runLocalOnly({ ...base, evalRounds: [rounds] })
-  ctx.print(`local-only done in ${local.seconds.toFixed(0)} s; per site ${local.perSite.map(p => pct(p.accuracy)).join(' ')}`)
+  const w = inWorker === null ? null : await inWorker
+  const dense = w?.['fedavg-dense'] ?? await runDenseFedAvg(base)
+  const central = w?.centralized ?? await runCentralized({ ...base, evalRounds: centralRounds })
+  const local = w?.['local-only'] ?? await runLocalOnly({ ...base, evalRounds: [rounds] })
+  const wallSeconds = (performance.now() - t0) / 1000
+  ctx.print(`fedavg-dense took ${dense.seconds.toFixed(0)} s (FFN hidden ${dense.hidden}); centralized ${central.seconds.toFixed(0)} s (learned router rows per expert ${central.routingHistogram.join('/')}); local-only ${local.seconds.toFixed(0)} s (per site ${local.perSite.map(p => pct(p.accuracy)).join(' ')})`)
+  ctx.print(`all four methods: ${wallSeconds.toFixed(0)} s wall on ${threads} thread(s), ${(moe.seconds + dense.seconds + central.seconds + local.seconds).toFixed(0)} s of runner time`)
 
   const to95 = firstReaching(head.rounds, 0.95)
   const to97 = firstReaching(head.rounds, 0.97)
@@ -133,8 +148,12 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     dense_at_moe25_bytes_round: denseAtMoe25?.round ?? null,
     dense_at_moe25_bytes_accuracy: denseAtMoe25 === null ? null : r4(denseAtMoe25.accuracy),
     centralized_routing_histogram: central.routingHistogram,
+    centralized_best_accuracy: r4(Math.max(...central.rounds.map(r => r.accuracy))),
     moe_min_class_accuracy: r4(Math.min(...moe.final.perClassAccuracy)),
+    threads,
+    wall_seconds: Math.round(wallSeconds),
     seconds: { moe: Math.round(moe.seconds), dense: Math.round(dense.seconds), centralized: Math.round(central.seconds), local_only: Math.round(local.seconds) },
+    runner_seconds_over_wall: r2((moe.seconds + dense.seconds + central.seconds + local.seconds) / wallSeconds),
     moe_curve: rows(head.rounds),
     moe_other_router_curve: rows(other.rounds),
     dense_curve: rows(dense.rounds),
