@@ -14,13 +14,12 @@
 import { createSeededRandom, createSilentLogger, type Logger } from '../../coordinator/components.ts'
 import { DP_ROUTING, type RoutingConfig } from '../../coordinator/routing/config.ts'
 import { epsilonForRho } from '../../coordinator/routing/dp.ts'
-import { scoreRows } from '../../coordinator/routing/router.ts'
+import { gatesFromScores, scoreRows } from '../../coordinator/routing/router.ts'
 import { encodeSiteRelease } from '../../coordinator/routing/schema.ts'
 import { createStrategy } from '../../coordinator/strategies/registry.ts'
 import type { JsonValue, SiteUpdate } from '../../coordinator/strategies/types.ts'
 import { encodeSafetensors } from '../../protocols/safetensors/index.ts'
 import { flattenTensors, unflattenTensors, type TensorMap } from '../../protocols/tensors.ts'
-import { gatesFromScores } from '../../coordinator/routing/router.ts'
 import { FederationError } from '../errors.ts'
 import { createMoeModel } from '../model/moe.ts'
 import type { PrivacyLedger } from '../privacy/ledger.ts'
@@ -68,7 +67,8 @@ export interface MoeRunResult extends RunResult {
   bytes: MoeBytes
 }
 
-interface Assembly { name: string, config: RoutingConfig, scores: Float64Array, gates: Float32Array, outcome: RouterOutcome }
+/** One router's state during the run; its outcome is completed after the last round. */
+interface Assembly { name: string, scores: Float64Array, gates: Float32Array, rounds: RouterOutcome['rounds'], privacy: RouterOutcome['privacy'], setupSeconds: number }
 
 export async function runMoeFederation (options: MoeRunOptions): Promise<MoeRunResult> {
   const t0 = performance.now()
@@ -107,7 +107,7 @@ export async function runMoeFederation (options: MoeRunOptions): Promise<MoeRunR
     const gates = gatesFromScores(scores, test.n, E, { topK: o.topK })
     const rho = releaseRho(config)
     const privacy = config.privacy === null ? null : { rho: rho.global + rho.components, epsilon: epsilonForRho(rho.global + rho.components, config.privacy.delta), delta: config.privacy.delta }
-    assemblies.push({ name, config, scores, gates, outcome: { rounds: [], final: undefined as unknown as AssembledEval, optOut: [], privacy, setupSeconds: (performance.now() - ts) / 1000 } })
+    assemblies.push({ name, scores, gates, rounds: [], privacy, setupSeconds: (performance.now() - ts) / 1000 })
     log.info('routing ready', { router: name, seconds: (performance.now() - ts) / 1000 })
   }
 
@@ -131,8 +131,7 @@ export async function runMoeFederation (options: MoeRunOptions): Promise<MoeRunR
       for (const a of assemblies) {
         const e = evaluateWithGates(evalModel, test, a.gates, owner)
         const rec = { round, accuracy: e.accuracy, loss: e.loss, bytesSent, routingAccuracy: e.routingAccuracy! }
-        a.outcome.rounds.push(rec)
-        a.outcome.final = e
+        a.rounds.push(rec)
         options.onRecord?.(a.name === assemblies[0]!.name ? 'moe' : `moe:${a.name}`, rec)
       }
     }
@@ -157,18 +156,19 @@ export async function runMoeFederation (options: MoeRunOptions): Promise<MoeRunR
     }
     // Every site ends on the committed aggregate; the assembly uses it.
     installAssembly(evalModel, unflattenTensors(global, template), learners.map(l => l.expertParams()))
-    for (const a of assemblies) {
-      a.outcome.final = evaluateWithGates(evalModel, test, a.gates, owner)
-      if (options.optOut === true) a.outcome.optOut = Array.from({ length: E }, (_, e) => optOutExperiment(evalModel, test, a.scores, groups, e, { topK: o.topK, full: a.outcome.final }))
-    }
+    const outcomes = assemblies.map((a): RouterOutcome => {
+      const final = evaluateWithGates(evalModel, test, a.gates, owner)
+      const optOut = options.optOut === true ? Array.from({ length: E }, (_, e) => optOutExperiment(evalModel, test, a.scores, groups, e, { topK: o.topK, full: final })) : []
+      return { rounds: a.rounds, final, optOut, privacy: a.privacy, setupSeconds: a.setupSeconds }
+    })
     const oracle = evaluateWithGates(evalModel, test, oracleGates(test.y, E, owner), owner)
-    const head = assemblies[0]!.outcome
+    const head = outcomes[0]!
     return {
       method: 'moe',
       rounds: head.rounds,
       final: finalOf(head.final),
       seconds: (performance.now() - t0) / 1000,
-      byRouter: Object.fromEntries(assemblies.map(a => [a.name, a.outcome])),
+      byRouter: Object.fromEntries(assemblies.map((a, i) => [a.name, outcomes[i]!])),
       oracle,
       bytes: { updatePerRound, release1, release2, expert: expertBytes, oneTime }
     }
