@@ -39,11 +39,16 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     const s = fleet.byName(name)
     if (s.state !== 'up' || s.site === undefined) return
     const site = s.site
-    const p = site.run({ untilRound: target, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
-      .catch((err: unknown) => {
-        // A site stopped under its own run (a crash) ends its run; anything else is logged.
-        if (fleet.byName(name).site === site) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
-      })
+    const goal = target
+    // A site still busy with an earlier stretch (a joiner catching up) takes the new goal after it.
+    const before = running.get(name) ?? Promise.resolve()
+    const p = before.then(async () => {
+      if (fleet.byName(name).site !== site) return
+      await site.run({ untilRound: goal, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    }).catch((err: unknown) => {
+      // A site stopped under its own run (a crash) ends its run; anything else is logged.
+      if (fleet.byName(name).site === site) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
+    })
     running.set(name, p)
   }
 

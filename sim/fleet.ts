@@ -54,6 +54,8 @@ export interface FleetComponents {
   onCommit?: (site: string, event: CommitEvent) => void
   /** Every frame byte a site writes to a stream, with its protocol (before encryption). */
   onFrame?: (from: string, toPeer: string, protocol: string, bytes: number) => void
+  /** Every frame byte a site writes to or reads from a stream, before encryption (leak tests search it). */
+  wireTap?: (site: string, direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
   attach?: Attach
 }
 
@@ -119,6 +121,7 @@ export async function createFleet (init: FleetInit, components: FleetComponents)
       learner: s.learner,
       wireTap: (direction, peerId, protocol, bytes) => {
         if (direction === 'out') components.onFrame?.(s.name, peerId, protocol, bytes.byteLength)
+        components.wireTap?.(s.name, direction, peerId, protocol, bytes)
       }
     })
     site.on('commit', (e) => { components.onCommit?.(s.name, e) })

@@ -57,6 +57,8 @@ export interface MoeMethodOptions {
   routing?: RoutingConfig
   progress?: Progress
   signal?: AbortSignal
+  /** Sees every frame byte each site writes or reads, before encryption. */
+  wireTap?: (site: string, direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
 }
 
 export interface SiteEvent { round: number, kind: 'crash' | 'restart' | 'join' | 'leave' | 'partition' | 'heal' | 'slow' }
@@ -224,6 +226,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     logger: log,
     learnerFor,
     onFrame,
+    ...(options.wireTap !== undefined ? { wireTap: options.wireTap } : {}),
     onCommit: (name, e) => {
       if (firstCommit.has(e.round)) return
       firstCommit.set(e.round, e)
@@ -235,9 +238,22 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     attach: async (s, running) => {
       const x = await attachExperts(s, running, spec)
       extras.set(s.name, x)
-      return async () => { await x.exchange.stop(); extras.delete(s.name) }
+      const off = running.site.on('privacy:refused', ({ round, message }) => { refusedPrivacy(s.name, round, message) })
+      return async () => { off(); await x.exchange.stop(); extras.delete(s.name) }
     }
   })
+
+  /** When every live site's budget refuses the next round, the federation cannot go on: stop with the reason. */
+  const budgetStop = new AbortController()
+  const refusals = new Map<number, Set<string>>()
+  const refusedPrivacy = (site: string, round: number, message: string): void => {
+    const who = refusals.get(round) ?? new Set<string>()
+    refusals.set(round, who)
+    who.add(site)
+    if (fleet !== undefined && fleet.up().every(s => who.has(s.name)) && !budgetStop.signal.aborted) {
+      budgetStop.abort(new TopologyError(`every site's privacy budget refuses round ${round} (${message}); raise federation.privacy.budget, lower the noise cost, or run fewer rounds`))
+    }
+  }
 
   const attachExperts = async (s: SimSite, running: { store: SiteStore, site: { host: import('../node/mesh/host.ts').SiteHost } }, moeSpec: MoeSpec): Promise<SiteExtras> => {
     const clock = { now: () => Date.now() }
@@ -275,13 +291,27 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     await observeSetup(present)
 
     // Federated rounds with the fault schedule.
-    await drive(fleet, { rounds: f.rounds, schedule, ...(options.signal !== undefined ? { signal: options.signal } : {}) }, {
+    const driveSignal = options.signal !== undefined ? AbortSignal.any([options.signal, budgetStop.signal]) : budgetStop.signal
+    await drive(fleet, { rounds: f.rounds, schedule, signal: driveSignal }, {
       committedRound: () => roundsSeen,
       setSlowdown: (site, factor) => { slowdown.set(site, factor) },
       afterJoin: async (name) => { await admitLateJoiner(fleet!.byName(name), projection) },
-      beforeLeave: async (name) => { await publishFinal(fleet!.byName(name), projection) },
+      beforeLeave: async (name) => {
+        // A leaving site hands its trained expert over before it goes: the others fetch it while it still serves.
+        const leaving = fleet!.byName(name)
+        await publishFinal(leaving, projection)
+        const others = fleet!.up().filter(o => o !== leaving)
+        await waitFor(async () => {
+          for (const o of others) {
+            const has = (await extras.get(o.name)!.registry.usable()).some(r => r.manifest.siteId === leaving.identity.peerId && r.manifest.version === 3)
+            if (!has) return false
+          }
+          return true
+        }, 60_000, `the federation to fetch ${name}'s final expert`)
+      },
       onAction: (action, round) => { recordAction(events, action, round) }
     }, { logger: log })
+    if (budgetStop.signal.aborted) throw budgetStop.signal.reason as Error
     await pending
 
     // Final expert publication and assembly at a member, from verified artifacts only.

@@ -53,7 +53,7 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
     // One process plays every site, so they share one tfjs backend: the first site's choice.
     const backend = await selectBackend(topology.sites[0]?.backend ?? 'auto', components.logger)
     const data = await loadSimData(topology, options.signal !== undefined ? { signal: options.signal } : {})
-    const baselines = runBaselinesInWorker(topology, evalRounds, backend.name)
+    const baselines = runBaselinesInWorker(topology, data, evalRounds, backend.name, options.signal)
     // Do not let a failure here go unhandled while the MoE runs.
     baselines.catch(() => {})
     const moe = await runNetworkedMoe(topology, data, {
