@@ -31,10 +31,18 @@ beforeAll(async () => {
 describe('model spec', () => {
   it('validates with named errors that name the field', () => {
     expect(() => parseMoeSpec({ inputDim: 4, width: 4, expertHidden: 4, experts: 1, topK: 2, classes: 3, seed: 1 }))
-      .toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: topK: topK must not exceed experts' }))
-    expect(() => parseMoeSpec({ inputDim: 0, width: 4, expertHidden: 4, experts: 2, topK: 3, classes: 3, seed: 1 })).toThrow(/inputDim: .*topK/)
+      .toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: topK: topK must not exceed experts, got 2' }))
+    // Worded like every other config error (protocols/validation.ts): field path, what was expected, what was given.
+    expect(() => parseMoeSpec({ inputDim: 0, width: 4, expertHidden: 4, experts: 2, topK: 3, classes: 3, seed: 1 }))
+      .toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: inputDim: expected a number ≥ 1, got 0; topK: expected one of 1, 2, got 3' }))
+    expect(() => parseMoeSpec({ ...tiny(1), width: 0 })).toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: width: expected a number ≥ 1, got 0' }))
+    expect(() => parseModelSpec({ kind: 'dense', inputDim: 2, width: 'a', hidden: 3, classes: 2, seed: 1 }))
+      .toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid dense spec: width: expected a number, got "a"' }))
+    expect(() => parseModelSpec({ kind: 'mlp', inputDim: 2, hidden: [0], classes: 2, seed: 1.5 }))
+      .toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MLP spec: hidden[0]: expected a number ≥ 1, got 0; seed: expected an integer, got 1.5' }))
     expect(() => parseModelSpec({ kind: 'cnn' })).toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid model spec: unknown kind "cnn" (expected \'moe\', \'dense\' or \'mlp\')' }))
-    expect(() => parseMoeSpec({ ...tiny(1), extra: 1 })).toThrow(/Unrecognized key/)
+    expect(() => parseMoeSpec({ ...tiny(1), extra: 1 })).toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: (root): unknown field \'extra\'' }))
+    expect(() => parseMoeSpec(null)).toThrowError(expect.objectContaining({ name: 'ModelSpecError', message: 'invalid MoE spec: (root): expected an object, got null' }))
   })
 
   it('hashes the canonical spec: defaults and key order do not matter, any field does', () => {

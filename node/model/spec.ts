@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
+import { describeIssues } from '../../protocols/validation.ts'
 import { ModelSpecError } from '../errors.ts'
 
 const dim = (max: number): z.ZodNumber => z.number().int().min(1).max(max)
@@ -20,7 +21,7 @@ export const MoeSpec = z.object({
   experts: dim(256),
   // Top-1 is Switch routing (gate = router probability, so the router learns
   // from the task loss); top-2 renormalises the two gates to sum to 1 (Mixtral).
-  topK: z.union([z.literal(1), z.literal(2)]),
+  topK: z.literal([1, 2]),
   classes: z.number().int().min(2).max(100_000),
   seed,
   // Router weights start this many times smaller than a plain layer's, so
@@ -65,8 +66,8 @@ export function mlp2nnSpec (seedValue = 0): MlpSpec {
 function parseWith<T> (schema: z.ZodType<T>, input: unknown, what: string): T {
   const r = schema.safeParse(input)
   if (r.success) return r.data
-  const detail = r.error.issues.map(i => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ')
-  throw new ModelSpecError(`invalid ${what} spec: ${detail}`)
+  // The same wording as every other config error: field path, what was expected, what was given.
+  throw new ModelSpecError(`invalid ${what} spec: ${describeIssues(r.error.issues, input).join('; ')}`)
 }
 
 export function parseMoeSpec (input: unknown): MoeSpec {
