@@ -3,9 +3,12 @@
  * the mesh: the routing releases, R rounds of FedAvg over the trunk and head
  * through coordinator/strategies (every update passed through the configured
  * compressor, so the aggregate is what the wire would deliver), then assembly
- * with density-router gates. Evaluation at the chosen rounds assembles the
- * committed shared part with every site's current expert (as if published
- * then). Deterministic from the seed.
+ * with density-router gates. Sites train every round from the committed
+ * aggregate, so a lossy compressor changes the training, not only the byte
+ * count; each site's compressor keeps its own error-feedback residual.
+ * Evaluation at the chosen rounds assembles the committed shared part with
+ * every site's current expert (as if published then). Deterministic from
+ * the seed.
  *
  * Bytes are per site, one direction: each round's update as the compressor
  * encodes it, plus once the two routing releases (float32, as members here
@@ -51,8 +54,10 @@ export interface RouterOutcome {
 }
 
 export interface MoeBytes {
-  /** Per site, per round: the update's wire bytes. */
+  /** Per site, per round: the update's wire bytes (the largest seen; top-k index gaps make it vary). */
   updatePerRound: number
+  /** The update's wire bytes averaged over every site and round. */
+  updateMean: number
   release1: number
   release2: number
   expert: number
@@ -65,6 +70,8 @@ export interface MoeRunResult extends RunResult {
   /** Gates one-hot on the expert holding each label, after the last round: routing's upper bound. */
   oracle: AssembledEval
   bytes: MoeBytes
+  /** The committed trunk and head after the last round: the aggregate of the decoded (lossy, when compressed) updates. */
+  shared: TensorMap
 }
 
 /** One router's state during the run; its outcome is completed after the last round. */
@@ -170,7 +177,8 @@ export async function runMoeFederation (options: MoeRunOptions): Promise<MoeRunR
       seconds: (performance.now() - t0) / 1000,
       byRouter: Object.fromEntries(assemblies.map((a, i) => [a.name, outcomes[i]!])),
       oracle,
-      bytes: { updatePerRound, release1, release2, expert: expertBytes, oneTime }
+      bytes: { updatePerRound, updateMean: sent.reduce((x, y) => x + y, 0) / (E * o.rounds), release1, release2, expert: expertBytes, oneTime },
+      shared: unflattenTensors(global, template)
     }
   } finally {
     for (const l of learners) l.dispose()
