@@ -121,7 +121,7 @@ describe('routing releases', () => {
     const release = await releaseSiteComponents({ expert: 0, rows: s.x, labels: s.y, n: s.n }, projection, cfg, { random, ledger }, { label: 'fed' })
     expect(release.components.map(c => `${c.label}/${c.cell}`)).toEqual(['0/0', '0/1', '1/0', '1/1'])
     const entries = await ledger.entries()
-    expect(entries.map(e => e.label)).toEqual(['fed/release-1 global moments', 'fed/release-2 components'])
+    expect(entries.map(e => [e.kind, e.label])).toEqual([['routing', 'fed/release-1 global moments'], ['routing', 'fed/release-2 components']])
     // Both releases together spend the config's zCDP budget exactly.
     const rho = releaseRho(cfg)
     expect(rho.global + rho.components).toBeCloseTo(rhoForEpsilon(8, 1e-5), 12)
@@ -130,7 +130,7 @@ describe('routing releases', () => {
 
     // Releasing the components again would exceed eps = 8: refused before any work, with the ledger's named error.
     await expect(releaseSiteComponents({ expert: 0, rows: s.x, labels: s.y, n: s.n }, projection, cfg, { random, ledger }, { label: 'again' }))
-      .rejects.toMatchObject({ name: 'PrivacyBudgetExceededError', message: expect.stringContaining("release 'again/release-2 components' (expert) refused: eps would reach") })
+      .rejects.toMatchObject({ name: 'PrivacyBudgetExceededError', message: expect.stringContaining("release 'again/release-2 components' (routing) refused: eps would reach") })
     expect((await ledger.entries()).length).toBe(2)
 
     // Exact statistics have no DP guarantee: they cannot be charged.

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createManualClock } from '../coordinator/components.ts'
 import { computeEpsilon, rdpGaussian } from '../coordinator/dp/rdp.ts'
-import { LEDGER_ORDERS, createPrivacyLedger } from '../node/privacy/ledger.ts'
+import { LEDGER_ORDERS, createPrivacyLedger, spentOf } from '../node/privacy/ledger.ts'
 import { openSiteStore, type SiteStore } from '../node/store.ts'
 
 describe('privacy ledger (real LevelDB in a temp folder)', () => {
@@ -48,6 +48,31 @@ describe('privacy ledger (real LevelDB in a temp folder)', () => {
     expect(entries.map(e => [e.seq, e.kind, e.accounting, e.at])).toEqual([[1, 'synthetic', 'explicit', 1000], [2, 'update', 'rdp', 1000], [3, 'expert', 'rdp', 1000]])
   })
 
+  it('records routing releases under their own kind; entries written before that kind existed still parse', async () => {
+    const clock = createManualClock(2000)
+    // An entry exactly as the previous build wrote it: routing statistics charged as kind 'expert'.
+    const old = { seq: 1, kind: 'expert', label: 'fed/release-1 global moments', accounting: 'rdp', spentAfter: { epsilon: 0.5, delta: 1e-5 }, at: 1000 }
+    const state = { version: 1, epsilonBudget: 10, delta: 1e-5, rdp: LEDGER_ORDERS.map(a => 0.001 * a), explicitEpsilon: 0, explicitDelta: 0, releases: 1 }
+    await store.batch([
+      { sublevel: 'privacy', type: 'put', key: 'ledger/entry/000000000001', value: old },
+      { sublevel: 'privacy', type: 'put', key: 'ledger/state', value: state }
+    ])
+    const ledger = createPrivacyLedger(store, { epsilonBudget: 10, delta: 1e-5 }, { clock })
+    const entry = await ledger.charge({ kind: 'routing', label: 'fed/release-2 components', rho: 0.002 })
+    expect([entry.seq, entry.kind, entry.label, entry.accounting, entry.at]).toEqual([2, 'routing', 'fed/release-2 components', 'rdp', 2000])
+    // Both rho charges (0.001 from the old state, 0.002 now) sit on one RDP curve: rho 0.003 in all.
+    expect((await ledger.spent()).epsilon).toBeCloseTo(spentOf({ ...state, rdp: LEDGER_ORDERS.map(a => 0.003 * a) }).epsilon, 12)
+    expect((await ledger.entries()).map(e => [e.seq, e.kind, e.label])).toEqual([[1, 'expert', 'fed/release-1 global moments'], [2, 'routing', 'fed/release-2 components']])
+    await expect(ledger.canCharge({ kind: 'routings' as 'routing', label: 'x', rho: 0.1 })).rejects.toMatchObject({
+      name: 'InvalidArgumentError',
+      message: 'invalid privacy charge: kind: expected one of "update", "expert", "synthetic", "routing", got "routings"'
+    })
+    await expect(ledger.charge({ kind: 'routing', label: 'too much', rho: 5 })).rejects.toMatchObject({
+      name: 'PrivacyBudgetExceededError',
+      message: expect.stringMatching(/^release 'too much' \(routing\) refused: eps would reach/)
+    })
+  })
+
   it('refuses a release that would exceed the budget with a named error and records nothing, also across reopen', async () => {
     const ledger = createPrivacyLedger(store, { epsilonBudget: 12, delta: 1e-5 })
     let charged = 0
@@ -82,13 +107,13 @@ describe('privacy ledger (real LevelDB in a temp folder)', () => {
     expect((await ledger.spent()).epsilon).toBe(1)
   })
 
-  it('canCharge has no side effects; a budget cannot be changed by reopening; bad charges are zod errors', async () => {
+  it('canCharge has no side effects; a budget cannot be changed by reopening; bad charges are named errors', async () => {
     const ledger = createPrivacyLedger(store, { epsilonBudget: 20, delta: 1e-5 })
     expect((await ledger.canCharge(update(0))).ok).toBe(true)
     expect((await ledger.status()).releases).toBe(0)
     await ledger.charge({ kind: 'synthetic', label: 'x', epsilon: 0.5, delta: 0 })
     await expect(createPrivacyLedger(store, { epsilonBudget: 200, delta: 1e-5 }).status()).rejects.toMatchObject({ name: 'ConfigError', message: expect.stringContaining('a budget is not raised by restarting') })
-    await expect(ledger.charge({ kind: 'update', label: 'nothing' })).rejects.toMatchObject({ name: 'ZodError' })
+    await expect(ledger.charge({ kind: 'update', label: 'nothing' })).rejects.toMatchObject({ name: 'InvalidArgumentError', message: 'invalid privacy charge: (root): a charge needs rdp, rho or epsilon, got an object' })
     expect(() => createPrivacyLedger(store, { epsilonBudget: 0, delta: 1e-5 })).toThrow(expect.objectContaining({ name: 'ConfigError' }))
   })
 })

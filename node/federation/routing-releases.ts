@@ -46,14 +46,13 @@ export function releaseRho (config: RoutingConfig): { global: number, components
 }
 
 /** Refuses early (before any work) when the ledger cannot take the charge; returns the charge to record after the work. */
-async function precheck (config: RoutingConfig, which: 'global' | 'components', what: string, components: ReleaseComponents): Promise<{ kind: 'expert', label: string, rho: number } | null> {
+async function precheck (config: RoutingConfig, which: 'global' | 'components', what: string, components: ReleaseComponents): Promise<{ kind: 'routing', label: string, rho: number } | null> {
   const { ledger } = components
   if (ledger === null) return null
   if (config.privacy === null) throw new FederationError(`${what}: exact routing statistics carry no DP guarantee, so they cannot be charged to a privacy ledger; use a config with privacy or no ledger`)
-  // The ledger has no 'routing' kind; routing statistics are published with the site's expert.
-  const charge = { kind: 'expert' as const, label: what, rho: releaseRho(config)[which] }
+  const charge = { kind: 'routing' as const, label: what, rho: releaseRho(config)[which] }
   const p = await ledger.canCharge(charge)
-  if (!p.ok) throw new PrivacyBudgetExceededError(`release '${what}' (expert) refused: ${p.reason ?? 'over budget'}; nothing was recorded or sent`)
+  if (!p.ok) throw new PrivacyBudgetExceededError(`release '${what}' (routing) refused: ${p.reason ?? 'over budget'}; nothing was recorded or sent`)
   return charge
 }
 

@@ -2,7 +2,7 @@
  * The site's privacy ledger, in the store's `privacy` sublevel. Every
  * release of information derived from the site's data is charged here
  * BEFORE it leaves: each shared-parameter update, each expert trained with
- * DP-SGD, each synthetic data set. A charge that would take the site past
+ * DP-SGD, each synthetic data set, each routing release. A charge that would take the site past
  * its budget is refused with PrivacyBudgetExceededError and nothing is
  * recorded; callers check `canCharge` before doing any work, then `charge`
  * before sending.
@@ -20,13 +20,23 @@
 import { z } from 'zod'
 import type { Clock } from '../../coordinator/components.ts'
 import { DEFAULT_ORDERS, epsilonFromRdp } from '../../coordinator/dp/rdp.ts'
+import { InvalidArgumentError } from '../../coordinator/errors.ts'
+import { describeIssues } from '../../protocols/validation.ts'
 import { ConfigError, CorruptRecordError, PrivacyBudgetExceededError } from '../errors.ts'
 import type { SiteStore } from '../store.ts'
 
 export const LEDGER_ORDERS: readonly number[] = DEFAULT_ORDERS
 
+/**
+ * What a release was: a shared-parameter update, a DP-trained expert, a
+ * synthetic data set, or routing statistics (the density router's moments).
+ * Kinds are only ever added, so entries written by an older build still parse.
+ */
+export const LEDGER_KINDS = ['update', 'expert', 'synthetic', 'routing'] as const
+export type LedgerKind = typeof LEDGER_KINDS[number]
+
 export const ChargeSchema = z.object({
-  kind: z.enum(['update', 'expert', 'synthetic']),
+  kind: z.enum(LEDGER_KINDS),
   label: z.string().min(1).max(200),
   round: z.number().int().nonnegative().optional(),
   /** Explicit (eps, delta) for releases without an RDP curve. */
@@ -38,6 +48,13 @@ export const ChargeSchema = z.object({
   rho: z.number().min(0).finite().optional()
 }).strict().refine(c => c.rdp !== undefined || c.rho !== undefined || c.epsilon !== undefined, { message: 'a charge needs rdp, rho or epsilon' })
 export type Charge = z.input<typeof ChargeSchema>
+
+/** A malformed charge is a bug in the caller: a named error that says which field. */
+function parseCharge (input: Charge): z.infer<typeof ChargeSchema> {
+  const r = ChargeSchema.safeParse(input)
+  if (!r.success) throw new InvalidArgumentError(`invalid privacy charge: ${describeIssues(r.error.issues, input).join('; ')}`)
+  return r.data
+}
 
 const StateSchema = z.object({
   version: z.literal(1),
@@ -52,7 +69,7 @@ export type LedgerState = z.infer<typeof StateSchema>
 
 const EntrySchema = z.object({
   seq: z.number().int().positive(),
-  kind: z.enum(['update', 'expert', 'synthetic']),
+  kind: z.enum(LEDGER_KINDS),
   label: z.string(),
   round: z.number().int().nonnegative().optional(),
   accounting: z.enum(['rdp', 'explicit']),
@@ -106,7 +123,7 @@ export function spentOf (state: LedgerState): Spent {
 
 /** The state after a charge, and whether it stays within budget. Pure. */
 export function projectCharge (state: LedgerState, input: Charge): { state: LedgerState, projection: Projection, accounting: 'rdp' | 'explicit' } {
-  const c = ChargeSchema.parse(input)
+  const c = parseCharge(input)
   const next: LedgerState = { ...state, rdp: [...state.rdp], releases: state.releases + 1 }
   const rdpPart = c.rdp !== undefined || c.rho !== undefined
   if (rdpPart) {
@@ -162,7 +179,7 @@ export function createPrivacyLedger (store: SiteStore, budget: PrivacyBudget, co
     charge: async (c) => serial(async () => {
       const state = await load()
       const { state: next, projection, accounting } = projectCharge(state, c)
-      const parsed = ChargeSchema.parse(c)
+      const parsed = parseCharge(c)
       if (!projection.ok) {
         throw new PrivacyBudgetExceededError(`release '${parsed.label}' (${parsed.kind}) refused: ${projection.reason}; nothing was recorded or sent`)
       }
