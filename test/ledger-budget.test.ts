@@ -52,7 +52,7 @@ describe('privacy ledger (real LevelDB in a temp folder)', () => {
     const clock = createManualClock(2000)
     // An entry exactly as the previous build wrote it: routing statistics charged as kind 'expert'.
     const old = { seq: 1, kind: 'expert', label: 'fed/release-1 global moments', accounting: 'rdp', spentAfter: { epsilon: 0.5, delta: 1e-5 }, at: 1000 }
-    const state = { version: 1, epsilonBudget: 10, delta: 1e-5, rdp: LEDGER_ORDERS.map(a => 0.001 * a), explicitEpsilon: 0, explicitDelta: 0, releases: 1 }
+    const state = { version: 1 as const, epsilonBudget: 10, delta: 1e-5, rdp: LEDGER_ORDERS.map(a => 0.001 * a), explicitEpsilon: 0, explicitDelta: 0, releases: 1 }
     await store.batch([
       { sublevel: 'privacy', type: 'put', key: 'ledger/entry/000000000001', value: old },
       { sublevel: 'privacy', type: 'put', key: 'ledger/state', value: state }
