@@ -55,11 +55,17 @@ export function helpText (usage: string, summary: string, spec: FlagSpec): strin
 /**
  * Error codes that mean "what you asked for or configured is wrong" (exit 2)
  * rather than "it failed while running" (exit 1). Codes, not classes, so a
- * new config-like error in any layer only needs its code listed here.
+ * new config-like error in any layer only needs its code listed here;
+ * test/usage-exit.test.ts fails when a code naming CONFIG, SCHEMA, SPEC,
+ * TOPOLOGY or USAGE is missing.
  */
 export const BAD_INPUT_CODES: ReadonlySet<string> = new Set([
   'ERR_USAGE', 'ERR_CONFIG', 'ERR_API_CONFIG', 'ERR_INSECURE_MESH', 'ERR_PSK_FILE',
-  'ERR_DATASET_SCHEMA', 'ERR_SYNTHETIC_SCHEMA', 'ERR_TOPOLOGY', 'ERR_MODEL_SPEC', 'ERR_PRIVACY_CONFIG'
+  'ERR_DATASET_SCHEMA', 'ERR_SYNTHETIC_SCHEMA', 'ERR_TOPOLOGY', 'ERR_MODEL_SPEC', 'ERR_PRIVACY_CONFIG',
+  // A strategy or compression config that fails validation.
+  'ERR_STRATEGY_CONFIG',
+  // Artifacts or an export handed over for another model spec than the one named.
+  'ERR_SPEC_MISMATCH'
 ])
 
 export function exitCodeOf (err: unknown): number {
