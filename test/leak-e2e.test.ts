@@ -155,14 +155,14 @@ describe('leak test: a real three-site federated MoE run', () => {
     const frames = haystacks.filter(h => h.kind === 'frames')
     for (const site of SITES) {
       for (const way of ['>', '<']) {
-        expect(haystackBytes(frames.filter(h => h.name.startsWith(`frames ${site}${way}`) && h.name.includes('/forgemesh/artifact/'))), `${site}${way} artifact bytes`).toBeGreaterThan(1_000_000)
+        expect(haystackBytes(frames.filter(h => h.name.startsWith(`frames ${site}${way}`) && h.name.includes('/forgemesh/artifact/'))), `${site}${way} artifact bytes`).toBeGreaterThan(10_000)
       }
       const store = haystacks.filter(h => h.owner === site)
       expect(store.some(h => h.kind === 'store-file' && /\.(log|ldb)$/.test(h.name)), `${site} store files`).toBe(true)
       for (const sub of ['blobs', 'rounds', 'experts']) expect(store.some(h => h.name === `store ${site} entries ${sub}`), `${site} ${sub}`).toBe(true)
     }
-    expect(s.bytesOut).toBeGreaterThan(5_000_000)
-    expect(s.bytesIn).toBeGreaterThan(5_000_000)
+    expect(s.bytesOut).toBeGreaterThan(2_000_000)
+    expect(s.bytesIn).toBeGreaterThan(2_000_000)
     expect(s.logLines).toBeGreaterThan(50)
     expect(report.haystacks).toBe(haystacks.length)
   })
@@ -179,10 +179,14 @@ describe('leak test: a real three-site federated MoE run', () => {
       const store = await openSiteStore(join(dir, 'stores', site))
       try {
         const registry = createExpertRegistry({ store, clock: systemClock })
-        const own = (await registry.list()).filter(r => r.manifest.siteId === peerOf(names, site) && r.manifest.version === 3)
-        expect(own, `${site}'s final artifact`).toHaveLength(1)
-        const weights = (await registry.load(own[0]!.hash)).weights
-        const [name, t] = [...weights].sort(([, a], [, b]) => b.data.length - a.data.length)[0]!
+        // The site's latest artifact carrying expert weights: its trained expert, sent to every member.
+        const own = (await registry.list()).filter(r => r.manifest.siteId === peerOf(names, site)).sort((a, b) => b.manifest.version - a.manifest.version)
+        let expert: [string, { data: Float32Array }] | undefined
+        for (const r of own) {
+          expert ??= [...(await registry.load(r.hash)).weights].filter(([n]) => n.startsWith('expert.')).sort(([, a], [, b]) => b.data.length - a.data.length)[0]
+        }
+        expect(expert, `${site}'s expert artifact`).toBeDefined()
+        const [name, t] = expert!
         controls.push({ id: `CONTROL-${site}-${name}`, site, texts: [], values: [], features: t.data.slice(0, 256) })
       } finally {
         await store.close()
