@@ -8,8 +8,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSilentLogger } from '../coordinator/components.ts'
-import { Ack } from '../protocols/experts-announce/experts-announce.ts'
-import { EXPERTS_ANNOUNCE_PROTOCOL } from '../protocols/experts-announce/constants.ts'
+import { Ack, AnnounceRequest } from '../protocols/experts-announce/experts-announce.ts'
+import { EXPERTS_ANNOUNCE_MAX_FRAME_BYTES, EXPERTS_ANNOUNCE_PROTOCOL } from '../protocols/experts-announce/constants.ts'
 import { createAuditLog, type AuditLog } from '../node/audit.ts'
 import { systemClock } from '../node/components.ts'
 import { buildArtifact, memberKeys, type VerifiedArtifact } from '../node/experts/artifact.ts'
@@ -184,6 +184,19 @@ describe('expert exchange over the mesh (A, B, C honest; M a misbehaving member)
     const moe = assembleMoe({ spec, shared: params, experts })
     expect(Array.from(moe.mask)).toEqual([1, 0, 0])
     moe.dispose()
+  })
+
+  it('an inventory body that is not JSON is refused with ArtifactFormatError, not a bare SyntaxError', async () => {
+    // M answers list with a cut-off JSON body of the announced size (found by test/fuzz-wire.test.ts).
+    const body = new TextEncoder().encode('{"artifacts": [')
+    await M.handleStream(EXPERTS_ANNOUNCE_PROTOCOL, async (fs, ctx) => {
+      await fs.read(AnnounceRequest, { signal: ctx.signal })
+      await fs.write({ kind: 'inventory', bytes: body.byteLength }, body, { signal: ctx.signal })
+      await fs.closeWrite({ signal: ctx.signal })
+    }, { maxFrameBytes: EXPERTS_ANNOUNCE_MAX_FRAME_BYTES })
+    await expect(A.exchange.sync(M.peerId)).rejects.toMatchObject({
+      name: 'ArtifactFormatError', message: `${M.peerId} sent a malformed inventory: inventory body is not UTF-8 JSON`
+    })
   })
 })
 

@@ -9,7 +9,7 @@
  * inventory and catches up the same way.
  */
 import type { Clock, Logger } from '../../coordinator/components.ts'
-import { Ack, AnnounceRequest, AnnounceResponse, Inventory, type Inventory as InventoryT } from '../../protocols/experts-announce/experts-announce.ts'
+import { Ack, AnnounceRequest, AnnounceResponse, decodeInventory, type Inventory as InventoryT } from '../../protocols/experts-announce/experts-announce.ts'
 import { EXPERTS_ANNOUNCE_MAX_FRAME_BYTES, EXPERTS_ANNOUNCE_PROTOCOL, EXPERTS_ANNOUNCE_TIMEOUT_MS, INVENTORY_MAX_BYTES, MAX_ARTIFACT_BYTES } from '../../protocols/experts-announce/constants.ts'
 import type { SignedRevocation } from '../../protocols/experts-announce/records.ts'
 import type { AuditLog } from '../audit.ts'
@@ -231,10 +231,12 @@ export function createExpertExchange (init: ExpertExchangeInit, components: Expe
       await fs.write({ kind: 'list' }, undefined, options)
       await fs.closeWrite(options)
       const frame = await fs.read(AnnounceResponse, { signal: options.signal ?? AbortSignal.timeout(EXPERTS_ANNOUNCE_TIMEOUT_MS) })
-      if (frame?.header.kind !== 'inventory' || frame.body?.byteLength !== frame.header.bytes) throw new ArtifactFormatError(`${peerId} answered list without an inventory`)
-      const parsed = Inventory.safeParse(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame.body)))
-      if (!parsed.success) throw new ArtifactFormatError(`${peerId} sent a malformed inventory`)
-      inv = parsed.data
+      if (frame?.header.kind !== 'inventory') throw new ArtifactFormatError(`${peerId} answered list without an inventory`)
+      try {
+        inv = decodeInventory(frame.header, frame.body)
+      } catch (err) {
+        throw new ArtifactFormatError(`${peerId} sent a malformed inventory: ${(err as Error).message}`, { cause: err })
+      }
     } catch (err) {
       fs.abort(err as Error)
       throw err
