@@ -79,7 +79,7 @@ export function componentsFromTensors (router: TensorMap, expert: number, limits
   if (meta === undefined || sum === undefined || outer === undefined) throw new FederationError('the artifact carries no routing release 2 (router.components.*)')
   const m = meta.shape[0] ?? 0
   const k = sum.shape[1] ?? 0
-  if (meta.shape[1] !== 3 || sum.shape[0] !== m || outer.shape[0] !== m || outer.shape[1] !== packedLength(k) ||
+  if (meta.shape.length !== 2 || sum.shape.length !== 2 || outer.shape.length !== 2 || meta.shape[1] !== 3 || sum.shape[0] !== m || outer.shape[0] !== m || outer.shape[1] !== packedLength(k) ||
     meta.data.length !== m * 3 || sum.data.length !== m * k || outer.data.length !== m * packedLength(k)) {
     throw new FederationError(`routing release 2 has inconsistent shapes: meta [${meta.shape.join(', ')}], sum [${sum.shape.join(', ')}], outer [${outer.shape.join(', ')}]`)
   }
@@ -124,8 +124,10 @@ export function projectionFromTensors (router: TensorMap, maxInputDim = 1 << 20)
   if (mean === undefined || basis === undefined || clip === undefined) throw new FederationError('the artifact carries no routing projection (router.projection.*)')
   const inputDim = mean.data.length
   const dim = basis.shape[1] ?? 0
-  if (inputDim < 1 || inputDim > maxInputDim || basis.shape[0] !== inputDim || dim < 1 || dim > inputDim || basis.data.length !== inputDim * dim || clip.data.length !== 1 || !(clip.data[0]! > 0)) {
-    throw new FederationError(`routing projection has inconsistent shapes: mean ${inputDim}, basis [${basis.shape.join(', ')}]`)
+  // The clip norm bounds every projected row: it must be a finite positive number, not Infinity.
+  if (inputDim < 1 || inputDim > maxInputDim || basis.shape.length !== 2 || basis.shape[0] !== inputDim || dim < 1 || dim > inputDim || basis.data.length !== inputDim * dim ||
+    clip.data.length !== 1 || !(clip.data[0]! > 0 && clip.data[0]! < Infinity)) {
+    throw new FederationError(`routing projection has inconsistent shapes or clip: mean ${inputDim}, basis [${basis.shape.join(', ')}], clip ${String(clip.data[0])}`)
   }
   if (!mean.data.every(Number.isFinite) || !basis.data.every(Number.isFinite)) throw new FederationError('routing projection holds a value that is not finite')
   return { inputDim, dim, mean: Float64Array.from(mean.data), basis: Float64Array.from(basis.data), clipNorm: clip.data[0]! }
