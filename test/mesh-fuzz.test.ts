@@ -6,15 +6,15 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import type { z } from 'zod'
-import { createSeededRandom, type Random } from '../coordinator/components.ts'
+import { createSeededRandom } from '../coordinator/components.ts'
 import { decodeUpdateBody } from '../node/mesh/update.ts'
 import { ArtifactRequest, ArtifactResponse } from '../protocols/artifact/artifact.ts'
-import { ForgemeshError } from '../protocols/errors.ts'
 import { decodeFrame, encodeFrame, ErrorHeader, FrameParser } from '../protocols/frame/frame.ts'
 import { MembershipRequest, MembershipResponse } from '../protocols/membership/membership.ts'
 import { ModelRequest, ModelResponse } from '../protocols/model/model.ts'
 import { decodeTensors, encodeTensors } from '../protocols/tensor-codec/index.ts'
 import { UpdateRequest, UpdateResponse } from '../protocols/update/update.ts'
+import { memory, mutateBytes, mutateHeader, randomBytes, run as runAll, WEIRD, type Tally } from './support/fuzz.ts'
 
 const N = 10_000
 const NAMED = new Set(['FrameTooLargeError', 'FrameDecodeError', 'FrameHeaderError', 'TensorCodecError', 'TensorChecksumError'])
@@ -32,66 +32,7 @@ const samples: Array<[string, z.ZodType, unknown[]]> = [
   ['error frame', ErrorHeader, [{ kind: 'error', code: 'ERR_X', message: 'm' }]]
 ]
 
-const WEIRD: unknown[] = [null, -1, 1e308, 2 ** 53, '', 'x'.repeat(300), [], {}, true, NaN, 'latest', { kind: 'error' }, [1, 2], 0.5]
-
-function randomBytes (rng: Random, n: number): Uint8Array {
-  const out = new Uint8Array(n)
-  for (let i = 0; i < n; i++) out[i] = rng.int(256)
-  return out
-}
-
-/** Byte-level damage: flips, overwrites, cuts, growth, and hostile length fields. */
-function mutateBytes (rng: Random, src: Uint8Array): Uint8Array {
-  let b = src.slice()
-  const rounds = 1 + rng.int(4)
-  for (let r = 0; r < rounds; r++) {
-    switch (rng.int(6)) {
-      case 0: if (b.length > 0) b[rng.int(b.length)]! ^= 1 << rng.int(8); break
-      case 1: if (b.length > 0) b[rng.int(b.length)] = rng.int(256); break
-      case 2: b = b.subarray(0, rng.int(b.length + 1)); break
-      case 3: b = new Uint8Array([...b, ...randomBytes(rng, rng.int(64))]); break
-      case 4: if (b.length >= 4) new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(0, [0xffffffff, b.length - 4, b.length + rng.int(9) - 4, rng.int(2 ** 32)][rng.int(4)]! >>> 0); break
-      default: {
-        // The frame's header length, or a tensor body's manifest length.
-        const at = b.length >= 40 && rng.int(2) === 0 ? 36 : 4
-        if (b.length >= at + 4) new DataView(b.buffer, b.byteOffset, b.byteLength).setUint32(at, rng.int(2) === 0 ? rng.int(2 ** 32) : rng.int(b.length + 16))
-      }
-    }
-  }
-  return b
-}
-
-/** Structure-aware damage: a field of a valid header replaced or removed. */
-function mutateHeader (rng: Random, header: unknown): unknown {
-  const h = structuredClone(header) as Record<string, unknown>
-  const keys = Object.keys(h)
-  const k = rng.int(3) === 0 ? `extra${rng.int(3)}` : keys[rng.int(keys.length)]!
-  if (rng.int(4) === 0) delete h[k]
-  else h[k] = WEIRD[rng.int(WEIRD.length)]
-  return h
-}
-
-function memory (): number {
-  const m = process.memoryUsage()
-  return m.heapUsed + m.arrayBuffers
-}
-
-interface Tally { inputs: number, accepted: number, rejected: Map<string, number>, escaped: string[] }
-
-function run (decode: (bytes: Uint8Array) => unknown, inputs: Iterable<Uint8Array>): Tally {
-  const t: Tally = { inputs: 0, accepted: 0, rejected: new Map(), escaped: [] }
-  for (const bytes of inputs) {
-    t.inputs++
-    try {
-      decode(bytes)
-      t.accepted++
-    } catch (err) {
-      if (err instanceof ForgemeshError && NAMED.has(err.name) && err.message.length > 0) t.rejected.set(err.name, (t.rejected.get(err.name) ?? 0) + 1)
-      else t.escaped.push(String(err))
-    }
-  }
-  return t
-}
+const run = (decode: (bytes: Uint8Array) => unknown, inputs: Iterable<Uint8Array>): Tally => runAll(decode, inputs, NAMED)
 
 describe('fuzzing every wire decoder', () => {
   for (const [name, schema, valid] of samples) {
