@@ -33,6 +33,8 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
   const { rounds, schedule } = options
   const running = new Map<string, Promise<unknown>>()
   const timers = new Set<NodeJS.Timeout>()
+  /** Restarts still due: the run waits for them, so every crashed site that is to come back catches up. */
+  const restarts = new Set<Promise<void>>()
   let target = 0
 
   const runSite = (name: string): void => {
@@ -52,12 +54,16 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     running.set(name, p)
   }
 
-  const later = (seconds: number, fn: () => Promise<void>): void => {
-    const t = setTimeout(() => {
-      timers.delete(t)
-      fn().catch((err: unknown) => { log.warn('sim.fault-failed', { error: err instanceof Error ? err.message : String(err) }) })
-    }, seconds * 1000)
-    timers.add(t)
+  const later = (seconds: number, fn: () => Promise<void>): Promise<void> => {
+    let t: NodeJS.Timeout | undefined
+    const done = new Promise<void>(resolve => {
+      t = setTimeout(() => {
+        timers.delete(t!)
+        fn().catch((err: unknown) => { log.warn('sim.fault-failed', { error: err instanceof Error ? err.message : String(err) }) }).finally(resolve)
+      }, seconds * 1000)
+    })
+    timers.add(t!)
+    return done
   }
 
   const apply = async (action: Action): Promise<void> => {
@@ -67,7 +73,11 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     switch (action.kind) {
       case 'crash':
         await fleet.crash(action.site)
-        if (action.restartAfterS !== null) later(action.restartAfterS, async () => { await apply({ kind: 'restart', site: action.site }) })
+        if (action.restartAfterS !== null) {
+          const p = later(action.restartAfterS, async () => { await apply({ kind: 'restart', site: action.site }) })
+          restarts.add(p)
+          void p.finally(() => restarts.delete(p))
+        }
         return
       case 'restart':
         await fleet.restart(action.site)
@@ -84,14 +94,14 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
         return
       case 'partition':
         fleet.network.partition(action.groups)
-        later(action.durationS, async () => { await apply({ kind: 'heal' }) })
+        void later(action.durationS, async () => { await apply({ kind: 'heal' }) })
         return
       case 'heal':
         fleet.network.partition(null)
         return
       case 'slow':
         events.setSlowdown?.(action.site, action.factor)
-        if (action.durationS !== null) later(action.durationS, async () => { events.setSlowdown?.(action.site, 1) })
+        if (action.durationS !== null) void later(action.durationS, async () => { events.setSlowdown?.(action.site, 1) })
         return
       default: {
         const never: never = action
@@ -100,7 +110,7 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     }
   }
 
-  for (const { timeS, action } of schedule.atTime) later(timeS, async () => { await apply(action) })
+  for (const { timeS, action } of schedule.atTime) void later(timeS, async () => { await apply(action) })
   try {
     const stops = [...boundaries(schedule, rounds), rounds]
     for (const at of [0, ...stops]) {
@@ -113,8 +123,9 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
       for (const action of schedule.atRound.get(at) ?? []) await apply(action)
       if (at === rounds) break
     }
-    // Sites restarted by a timer during the last stretch finish their catch-up.
+    // Sites restarted by a timer during the last stretch, or still due to restart, finish their catch-up.
     target = rounds
+    while (restarts.size > 0) await Promise.all([...restarts])
     for (const s of fleet.up()) runSite(s.name)
     await waitForRunning(running)
   } finally {

@@ -3,9 +3,13 @@
  * MoE of docs/routing.md, carried by real sites over the shaped mesh.
  *
  *   1. Every site releases its noised global moments (charged to its
- *      ledger) inside a signed expert artifact; members fetch and verify.
- *   2. Every site derives the same PCA projection from those releases and
- *      publishes its per label-and-cell components the same way.
+ *      ledger) as a signed contribution that only the aggregator (the round
+ *      coordinator) fetches; the aggregator verifies and sums them and
+ *      publishes the sum and the PCA projection in one signed artifact that
+ *      every member fetches (node/federation/global-release.ts: O(1) bytes
+ *      per site, not all-to-all).
+ *   2. Every site publishes its per label-and-cell components in that
+ *      projection inside its signed expert artifact.
  *   3. Rounds: FedAvg (or the topology's strategy) of trunk and head over the
  *      mesh, each site training its own expert on its own rows.
  *   4. Every site publishes its trained expert; a member assembles the MoE
@@ -26,8 +30,10 @@ import { createExpertRegistry, type ExpertRegistry } from '../node/experts/regis
 import { evaluateWithGates, installAssembly, type AssembledEval } from '../node/federation/assemble-eval.ts'
 import { createMoeLearner, type MoeLearner } from '../node/federation/learner.ts'
 import { recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
-import { componentsFromTensors, componentsToTensors, globalMomentsFromTensors, globalMomentsToTensors, hasProjection, projectionFromTensors, projectionToTensors, roundTripProjection } from '../node/federation/release-tensors.ts'
-import { densityGates, releaseSiteComponents, releaseSiteGlobal, sharedProjection } from '../node/federation/routing-releases.ts'
+import { buildContribution, collectContributions, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, ROUTING_SUFFIX, type Contribution } from '../node/federation/global-release.ts'
+import { componentsFromTensors, componentsToTensors } from '../node/federation/release-tensors.ts'
+import { densityGates, releaseSiteComponents, releaseSiteGlobal } from '../node/federation/routing-releases.ts'
+import { fetchBlob, serveBlobs } from '../node/mesh/transfer.ts'
 import { createMoeModel } from '../node/model/moe.ts'
 import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
 import { createPrivacyLedger, readLedgerBudget, type PrivacyLedger } from '../node/privacy/ledger.ts'
@@ -46,6 +52,9 @@ import { expertCount, type Topology } from './topology.ts'
 
 /** Protocols whose frames count as the federation's payload (heartbeats are left out: their number depends on wall time). */
 const PAYLOAD_PROTOCOLS = ['/forgemesh/update/', '/forgemesh/model/', '/forgemesh/artifact/', '/forgemesh/experts-announce/', '/forgemesh/secagg/']
+
+/** In each expert artifact: the hash of the routing artifact whose projection its release 2 lives in. */
+const PROJECTION_SOURCE = 'router.projection.source'
 
 /** A budget for the routing releases when the topology sets none (DP_ROUTING spends epsilon 8 of it). */
 const DEFAULT_ROUTING_BUDGET = { epsilon: 10, delta: 1e-5 }
@@ -72,7 +81,7 @@ export interface MoeMethodResult {
   wallSeconds: number
 }
 
-interface SiteExtras { registry: ExpertRegistry, exchange: ExpertExchange, ledger: PrivacyLedger }
+interface SiteExtras { registry: ExpertRegistry, exchange: ExpertExchange, ledger: PrivacyLedger, held: ReturnType<typeof withHeldBlobs> }
 
 export async function runNetworkedMoe (topology: Topology, data: SimData, options: MoeMethodOptions, components: { logger: Logger }): Promise<MoeMethodResult> {
   const t0 = performance.now()
@@ -94,6 +103,8 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   /** Each site's release 2, once made (the final artifact carries it again). */
   const released = new Map<string, SiteRelease>()
   const finalPublished = new Set<string>()
+  /** The aggregator's artifact holding the summed release 1 and the projection. */
+  let routingHash: string | undefined
   let fleet: Fleet | undefined
 
   const learnerFor = (i: number): Learner => {
@@ -259,12 +270,15 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const clock = { now: () => Date.now() }
     const registry = createExpertRegistry({ store: running.store, clock })
     const members = new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey]))
-    const exchange = createExpertExchange({ spec: moeSpec, members }, { host: running.site.host, identity: s.identity, registry, clock, logger: log.child(`${s.name}:experts`) })
+    // The site serves its blobs itself: its registry, and before it a routing contribution it holds for the aggregator.
+    const exchange = createExpertExchange({ spec: moeSpec, members, serveArtifacts: false }, { host: running.site.host, identity: s.identity, registry, clock, logger: log.child(`${s.name}:experts`) })
+    const held = withHeldBlobs(registry.blobSource())
+    await serveBlobs(running.site.host, held, { logger: log.child(`${s.name}:blobs`) })
     await exchange.start()
     const budget = await readLedgerBudget(running.store)
     const wanted = f.privacy.budget ?? DEFAULT_ROUTING_BUDGET
     const ledger = createPrivacyLedger(running.store, budget ?? { epsilonBudget: wanted.epsilon, delta: wanted.delta }, { clock })
-    return { registry, exchange, ledger }
+    return { registry, exchange, ledger, held }
   }
 
   try {
@@ -273,20 +287,15 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const present = fleet.up()
     await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), 30_000, 'every site to see the others')
 
-    // Phase 1: every site present at the start releases its global moments.
-    for (const s of present) await publish(s, 1, { global: await releaseGlobal(s) })
-    await waitForArtifacts(present, present.length, 1)
-    // Phase 2: the projection from the verified releases (every member derives the same one; the
-    // simulator computes it once, and it travels in each v2 artifact so any member can check it),
-    // then each site's components in it.
-    const projection = roundTripProjection(await projectionAt(present[0]!))
-    for (const s of present) {
-      const release = await releaseComponentsOf(s, projection)
-      released.set(s.name, release)
-      await publish(s, 2, { projection, release })
-    }
-    await waitForArtifacts(present, present.length, 2)
-    await refreshRouter(present[0]!, projection)
+    // Phase 1: every site present at the start releases its global moments to the aggregator,
+    // which publishes their sum and the projection; every member fetches that one artifact.
+    const setup = await sumReleaseOne(present)
+    const projection = setup.projection
+    routingHash = setup.hash
+    // Phase 2: each site's components in the projection, charged now; they travel once, with
+    // the site's trained expert (an earlier artifact would only repeat the untrained weights).
+    for (const s of present) released.set(s.name, await releaseComponentsOf(s, projection))
+    refreshRouter(projection)
     log.info('sim.routing-ready', { sites: present.length, components: router!.components.length })
     await observeSetup(present)
 
@@ -341,17 +350,12 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   /** A site that joins after the setup takes the projection from the artifacts it fetched and releases its components. */
   async function admitLateJoiner (s: SimSite, projection: Projection): Promise<void> {
     const x = extras.get(s.name)!
-    await waitFor(async () => (await x.registry.usable()).some(r => r.manifest.version >= 2), 60_000, `${s.name} to fetch the federation's artifacts`)
-    const carried = (await latestArtifacts(s)).find(a => hasProjection(a.router))
-    if (carried === undefined) throw new TopologyError(`${s.name} found no artifact carrying the routing projection`)
-    const theirs = projectionFromTensors(carried.router)
+    await waitFor(async () => (await x.registry.usable()).some(r => isRoutingArtifact(r.manifest)), 60_000, `${s.name} to fetch the federation's routing artifact`)
+    const carried = (await x.registry.usable()).find(r => isRoutingArtifact(r.manifest))!
+    const theirs = readSummedRelease((await x.registry.load(carried.hash, { spec })).router).projection
     if (!sameProjection(theirs, projection)) throw new TopologyError(`${s.name} received a projection that differs from the federation's`)
-    const release = await releaseComponentsOf(s, theirs)
-    released.set(s.name, release)
-    await publish(s, 2, { projection: theirs, release })
-    const observer = fleet!.up().find(o => o !== s)!
-    await waitFor(async () => (await extras.get(observer.name)!.registry.usable()).some(r => r.manifest.siteId === s.identity.peerId), 60_000, `the federation to fetch ${s.name}'s release`)
-    await refreshRouter(observer, projection)
+    released.set(s.name, await releaseComponentsOf(s, theirs))
+    refreshRouter(projection)
   }
 
   /** The trained expert, published once: at the end, or when its site leaves for good. */
@@ -359,23 +363,25 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const release = released.get(s.name)
     if (release === undefined || finalPublished.has(s.name)) return
     finalPublished.add(s.name)
-    await publish(s, 3, { projection, release })
+    await publish(s, 3, { release })
   }
 
-  async function refreshRouter (observer: SimSite, projection: Projection): Promise<void> {
-    router = await routerAt(observer, projection)
+  /** The observer's router for per-round scores: every release made so far, through the float32 tensors an artifact carries. */
+  function refreshRouter (projection: Projection): void {
+    const releases = [...released.entries()].map(([name, r]) => ({ slot: slots[fleet!.byName(name).index]!, r }))
+      .sort((a, b) => a.slot - b.slot).map(({ slot, r }) => componentsFromTensors(componentsToTensors(r), slot))
+    router = buildDensityRouter(projection, releases, spec.experts, routing)
     testGates = densityGates(router, data.test.x, data.test.n, { topK: spec.topK })
   }
 
-  async function publish (s: SimSite, version: number, what: { global?: ReturnType<typeof globalOf>, projection?: Projection, release?: SiteRelease }): Promise<void> {
-    const router = new Map([
-      ...(what.global !== undefined ? globalMomentsToTensors(what.global) : []),
-      ...(what.projection !== undefined ? projectionToTensors(what.projection) : []),
-      ...(what.release !== undefined ? componentsToTensors(what.release) : [])
-    ])
-    const previous = (await extras.get(s.name)!.registry.list()).filter(r => r.manifest.siteId === s.identity.peerId).map(r => r.manifest.version)
+  /** The site's expert with its release 2, naming the routing artifact whose projection the release lives in. */
+  async function publish (s: SimSite, version: number, what: { release: SiteRelease }): Promise<void> {
+    if (routingHash === undefined) throw new TopologyError('release 2 before the routing projection was published')
+    const router = new Map([...componentsToTensors(what.release), [PROJECTION_SOURCE, sourcesToTensor([routingHash])] as const])
+    const expertId = `${s.name}.expert-${slots[s.index]!}`
+    const previous = (await extras.get(s.name)!.registry.list()).filter(r => r.manifest.siteId === s.identity.peerId && r.manifest.expertId === expertId).map(r => r.manifest.version)
     await extras.get(s.name)!.exchange.publish({
-      expertId: `${s.name}.expert-${slots[s.index]!}`,
+      expertId,
       slot: slots[s.index]!,
       version,
       parentVersion: previous.length === 0 ? null : Math.max(...previous),
@@ -403,15 +409,54 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     }, 60_000, `every site to hold ${count} verified artifacts at version ${version}`)
   }
 
+  /** The latest verified expert artifact of every site (the routing artifact aside). */
   async function latestArtifacts (s: SimSite): Promise<Array<Awaited<ReturnType<ExpertRegistry['load']>>>> {
     const x = extras.get(s.name)!
-    const usable = await x.registry.usable()
+    const usable = (await x.registry.usable()).filter(r => !isRoutingArtifact(r.manifest))
     return await Promise.all(usable.sort((a, b) => a.manifest.slot - b.manifest.slot).map(async r => await x.registry.load(r.hash, { spec })))
   }
 
-  async function projectionAt (s: SimSite): Promise<Projection> {
-    const globals = (await latestArtifacts(s)).map(a => globalMomentsFromTensors(a.router))
-    return sharedProjection(globals, routing, topology.name)
+  /**
+   * Release 1 through one aggregator, the round coordinator: each site holds its signed
+   * contribution for it; it fetches and verifies them all, sums them and publishes the
+   * sum and the projection; the phase ends when every site holds that artifact.
+   */
+  async function sumReleaseOne (sites: SimSite[]): Promise<{ projection: Projection, hash: string }> {
+    const elected = sites[0]!.site!.status().coordinator?.site
+    const agg = sites.find(s => s.name === elected) ?? sites[0]!
+    const clock = { now: () => Date.now() }
+    const contributions: Contribution[] = []
+    const own = new Map<string, Uint8Array>()
+    for (const s of sites) {
+      const a = await buildContribution({ identity: s.identity, spec, site: s.name, slot: slots[s.index]!, sampleCount: data.sites[s.index]!.n, params: learners[s.index]!.expertParams(), moments: await releaseGlobal(s) }, { clock })
+      extras.get(s.name)!.held.hold(a.hash, a.bytes)
+      own.set(a.hash, a.bytes)
+      contributions.push({ peerId: s.identity.peerId, hash: a.hash })
+    }
+    const members = new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey]))
+    const collected = await collectContributions(contributions, { spec, members }, async (c, signal) => {
+      if (c.peerId === agg.identity.peerId) return own.get(c.hash)!
+      const got = await fetchBlob(agg.site!.host, c.peerId, c.hash, { ...(signal !== undefined ? { signal } : {}), logger: log })
+      return got.bytes!
+    }, options.signal !== undefined ? { signal: options.signal } : {})
+    const summed = summedRelease(collected, routing, topology.name)
+    const published = await extras.get(agg.name)!.exchange.publish({
+      expertId: `${agg.name}${ROUTING_SUFFIX}`,
+      slot: slots[agg.index]!,
+      version: 1,
+      parentVersion: null,
+      sampleCount: Math.round(summed.sum.count),
+      metrics: { contributions: collected.length },
+      params: learners[agg.index]!.expertParams(),
+      router: summed.router
+    })
+    await waitFor(async () => {
+      for (const s of sites) if (!await extras.get(s.name)!.registry.has(published.hash)) return false
+      return true
+    }, 60_000, 'every site to hold the summed routing release')
+    for (const s of sites) for (const c of contributions) extras.get(s.name)!.held.drop(c.hash)
+    log.info('sim.release-1-summed', { aggregator: agg.name, contributions: collected.length, hash: published.hash })
+    return { projection: summed.projection, hash: published.hash }
   }
 
   async function routerAt (s: SimSite, projection: Projection): Promise<DensityRouter> {
@@ -442,10 +487,6 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 function sameProjection (a: Projection, b: Projection): boolean {
   const eq = (x: Float64Array, y: Float64Array): boolean => x.length === y.length && x.every((v, i) => v === y[i])
   return a.inputDim === b.inputDim && a.dim === b.dim && a.clipNorm === b.clipNorm && eq(a.mean, b.mean) && eq(a.basis, b.basis)
-}
-
-function globalOf (artifact: { router: TensorMap }): ReturnType<typeof globalMomentsFromTensors> {
-  return globalMomentsFromTensors(artifact.router)
 }
 
 export function specFor (topology: Topology): MoeSpec {

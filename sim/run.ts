@@ -63,7 +63,7 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
       ...(options.signal !== undefined ? { signal: options.signal } : {})
     }, components)
     const base = await baselines
-    const report = buildReport(topology, moe, base, { started, wallSeconds: (performance.now() - t0) / 1000, backend: backend.name })
+    const report = buildReport(topology, moe, base, { started, wallSeconds: (performance.now() - t0) / 1000, backend: backend.name, peakRssBytes: peakRssBytes() })
     await mkdir(options.outDir, { recursive: true })
     const reportPath = resolve(options.outDir, 'report.json')
     const htmlPath = resolve(options.outDir, 'report.html')
@@ -75,7 +75,7 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
   }
 }
 
-function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineResults, run: { started: Date, wallSeconds: number, backend: string }): Report {
+function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineResults, run: { started: Date, wallSeconds: number, backend: string, peakRssBytes: number }): Report {
   const siteNames = topology.sites.map(s => s.name)
   const moeRounds = moe.rounds
   const last = moeRounds.at(-1)
@@ -114,11 +114,15 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
         centralized: summary(base.centralized, 0)
       }
     },
-    sites: topology.sites.map(s => ({ name: s.name, peakRssBytes: null, backend: run.backend, events: moe.events.get(s.name) ?? [] })),
-    run: { startedAt: run.started.toISOString(), wallSeconds: run.wallSeconds, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: Math.max(1, cpus().length) }
+    // All sites share this process: each is attributed an even share of its peak RSS (docs/simulator.md).
+    sites: topology.sites.map(s => ({ name: s.name, peakRssBytes: Math.round(run.peakRssBytes / siteNames.length), backend: run.backend, events: moe.events.get(s.name) ?? [] })),
+    run: { startedAt: run.started.toISOString(), wallSeconds: run.wallSeconds, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: Math.max(1, cpus().length), peakRssBytes: run.peakRssBytes }
   }
   return parseReport(report, 'the report this run built')
 }
+
+/** The process's peak resident set size so far (the kernel's high-water mark, which sampling would miss). */
+export const peakRssBytes = (): number => process.resourceUsage().maxRSS * 1024
 
 const clamp01 = (x: number): number => Math.min(1, Math.max(0, x))
 

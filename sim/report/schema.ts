@@ -78,7 +78,11 @@ export const Report = z.strictObject({
   /** Per site: resources and what happened to it. */
   sites: z.array(z.strictObject({
     name: SiteName,
-    /** Peak resident set size of the process or worker running the site (timing). */
+    /**
+     * Peak resident set size attributed to the site (timing). Every site of a run
+     * shares one process, so this is the process's peak RSS (run.peakRssBytes)
+     * divided evenly among the sites; null where it was not measured.
+     */
     peakRssBytes: Bytes.nullable(),
     backend: z.string(),
     events: z.array(z.strictObject({ round: z.number().int().min(0), kind: z.enum(['crash', 'restart', 'join', 'leave', 'partition', 'heal', 'slow']) }))
@@ -89,7 +93,9 @@ export const Report = z.strictObject({
     wallSeconds: z.number().min(0),
     node: z.string(),
     platform: z.string(),
-    cpus: z.number().int().min(1)
+    cpus: z.number().int().min(1),
+    /** Peak RSS of the whole process: every site, the observer, and the baselines' worker thread. */
+    peakRssBytes: Bytes.optional()
   })
 })
 export type Report = z.infer<typeof Report>

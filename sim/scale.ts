@@ -1,0 +1,87 @@
+/**
+ * Topologies for scaling runs (bench/sim-scale.ts): N sites on four regions,
+ * a fixed number of training rows per site (so each site's work per round
+ * does not change with N), MNIST split into two label shards per site, one
+ * expert per site, top-2 gates. Also the figures one run yields, and the
+ * growth exponent of a figure against N.
+ */
+import { parseTopology, type Topology } from './topology.ts'
+import type { MoeMethodResult } from './moe-method.ts'
+
+export interface ScaleSpec {
+  sites: number
+  transport: 'tcp' | 'memory'
+  rounds: number
+  rowsPerSite: number
+  testLimit: number
+  seed: number
+}
+
+const REGIONS = ['eu', 'us', 'asia', 'africa']
+
+export function scaleTopology (spec: ScaleSpec): Topology {
+  const width = String(spec.sites).length < 2 ? 2 : String(spec.sites).length
+  return parseTopology({
+    name: `scale-${spec.sites}`,
+    description: `${spec.sites} sites, ${spec.rowsPerSite} rows each (bench/sim-scale.ts)`,
+    seed: spec.seed,
+    transport: spec.transport,
+    federation: {
+      model: { kind: 'moe', inputDim: 784, width: 32, expertHidden: 32, experts: spec.sites, topK: 2, classes: 10, seed: 0 },
+      strategy: { kind: 'fedavg' },
+      rounds: spec.rounds,
+      localSteps: 5,
+      batchSize: 32,
+      compression: { kind: 'int8' },
+      quorum: 0.5,
+      roundTimeoutS: 300
+    },
+    data: { source: { kind: 'mnist' }, partition: { kind: 'shards', shardsPerSite: 2 }, trainLimit: Math.min(60_000, spec.rowsPerSite * spec.sites), testLimit: spec.testLimit },
+    sites: Array.from({ length: spec.sites }, (_, i) => ({ name: `s${String(i).padStart(width, '0')}`, region: REGIONS[i % REGIONS.length], experts: [i] })),
+    links: {
+      default: { latencyMs: 5, jitterMs: 1, bandwidthMbps: 1000, loss: 0 },
+      regions: [{ between: ['eu', 'us'], latencyMs: 40 }, { between: ['eu', 'asia'], latencyMs: 60 }, { between: ['us', 'asia'], latencyMs: 60 }]
+    },
+    faults: []
+  }, `scale topology of ${spec.sites} sites`)
+}
+
+export interface ScaleFigures {
+  sites: number
+  /** Round 0 (routing releases, first connections' payload) bytes sent, per site. */
+  setupBytesPerSite: number
+  /** Mean over rounds >= 1 of the bytes sent in the round, per site. */
+  roundBytesPerSite: number
+  /** Median wall time of rounds >= 1. */
+  roundSeconds: number
+  setupSeconds: number
+  wallSeconds: number
+  accuracy: number
+  peakRssBytes: number
+}
+
+export function scaleFigures (sites: number, moe: MoeMethodResult, peakRssBytes: number): ScaleFigures {
+  const setup = moe.rounds.find(r => r.round === 0)
+  const rounds = moe.rounds.filter(r => r.round >= 1)
+  const durations = rounds.map(r => r.durationS).sort((a, b) => a - b)
+  return {
+    sites,
+    setupBytesPerSite: Math.round((setup?.bytesSent ?? 0) / sites),
+    roundBytesPerSite: Math.round(rounds.reduce((a, r) => a + r.bytesSent, 0) / Math.max(1, rounds.length) / sites),
+    roundSeconds: durations[Math.floor((durations.length - 1) / 2)] ?? 0,
+    setupSeconds: setup?.durationS ?? 0,
+    wallSeconds: moe.wallSeconds,
+    accuracy: moe.assembled.accuracy,
+    peakRssBytes
+  }
+}
+
+/** Least-squares slope of log y against log x: y grows as x^slope. */
+export function growthExponent (x: readonly number[], y: readonly number[]): number {
+  const pts = x.map((v, i) => [Math.log(v), Math.log(Math.max(y[i]!, Number.MIN_VALUE))] as const)
+  const mx = pts.reduce((a, p) => a + p[0], 0) / pts.length
+  const my = pts.reduce((a, p) => a + p[1], 0) / pts.length
+  const sxx = pts.reduce((a, p) => a + (p[0] - mx) ** 2, 0)
+  if (sxx === 0) return NaN
+  return pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0) / sxx
+}
