@@ -82,6 +82,38 @@ const peerOf = (names: Map<string, string>, site: string): string => [...names].
 
 const haystackBytes = (hs: readonly Haystack[]): number => hs.reduce((a, h) => a + (typeof h.data === 'string' ? h.data.length : h.data.byteLength), 0)
 
+describe('searchLeaks: thresholds, owners and encodings', () => {
+  const [c] = makeVectorCanaries(1, 784, 'alpha', 3)
+  const f = c!.features!
+  const at = (bytes: Uint8Array, offset: number, size = offset + bytes.byteLength + 5): Uint8Array => { const b = new Uint8Array(size); b.set(bytes, offset); return b }
+  const search = (data: Uint8Array | string, owner?: string): SearchReport => searchLeaks([{ name: 'h', kind: 'frames', data, ...(owner !== undefined ? { owner } : {}) }], [c!])
+
+  it('reports a run of 8 consecutive values at an odd offset, not 7', () => {
+    expect(search(at(float32Bytes(f.subarray(50, 57)), 3)).findings).toEqual([])
+    expect(search(at(float32Bytes(f.subarray(50, 57)), 3)).chanceHits).toBe(7)
+    expect(search(at(float32Bytes(f.subarray(50, 58)), 3)).findings).toEqual([{ canary: c!.id, site: 'alpha', haystack: 'h', kind: 'frames', encoding: 'float32-run', offset: 3, values: 8 }])
+  })
+
+  it('reports 32 distinct values in any order as scattered, not 31', () => {
+    const reversed = (n: number): Uint8Array => float32Bytes(Array.from(f.subarray(0, n)).reverse())
+    expect(search(at(reversed(31), 0)).maxScattered).toBe(31)
+    expect(search(at(reversed(31), 0)).findings).toEqual([])
+    expect(search(at(reversed(32), 1)).findings.map(x => [x.encoding, x.offset, x.values])).toEqual([['float32-scattered', 1, 32]])
+  })
+
+  it('does not search a store for its own site\'s canaries', () => {
+    const whole = at(float32Bytes(f), 0)
+    expect(search(whole, 'alpha').findings).toEqual([])
+    expect(search(whole, 'bravo').findings.map(x => x.encoding)).toEqual(['float32-record'])
+  })
+
+  it('finds decimals that round to the float32 values, not the same values printed to 4 digits', () => {
+    const row = Array.from(f.subarray(10, 20))
+    expect(search(JSON.stringify({ row })).findings.map(x => [x.encoding, x.values])).toEqual([['decimal-run', 10]])
+    expect(search(row.map(v => v.toFixed(4)).join(',')).findings).toEqual([])
+  })
+})
+
 describe('leak test: a real three-site federated MoE run', () => {
   let dir: string
   let data: SimData
