@@ -13,7 +13,8 @@
  * (each site's trained expert weights) in the frames and in the other
  * stores; and a federation with a leaky site (a learner whose update is a
  * raw row, a protocol handler that hands out rows in five encodings, a log
- * line of pixel values) is caught, each leak under its encoding and place.
+ * line and a console print of pixel values) is caught, each leak under its
+ * encoding and place.
  */
 import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'

@@ -175,7 +175,7 @@ export async function storeHaystacks (path: string, owner: string): Promise<Hays
 
 interface Ref { canary: number, index: number, low: number }
 
-/** Record values by bit pattern; `seen` is a bitmap on the top 24 bits so most words cost one array read. */
+/** Record values by bit pattern; `seen` is a bitmap (2 MiB) on the top 24 bits so most words cost one array read. */
 interface ValueTable { seen: Uint8Array, refs: Map<number, Ref[]> }
 
 const f32 = new Float32Array(1)
@@ -189,10 +189,10 @@ function bits32 (v: number): number {
 }
 
 function tables (canaries: readonly Canary[]): { t32: ValueTable, t64: ValueTable } {
-  const t32: ValueTable = { seen: new Uint8Array(1 << 24), refs: new Map() }
-  const t64: ValueTable = { seen: new Uint8Array(1 << 24), refs: new Map() }
+  const t32: ValueTable = { seen: new Uint8Array(1 << 21), refs: new Map() }
+  const t64: ValueTable = { seen: new Uint8Array(1 << 21), refs: new Map() }
   const add = (t: ValueTable, key: number, ref: Ref): void => {
-    t.seen[key >>> 8] = 1
+    t.seen[key >>> 11]! |= 1 << ((key >>> 8) & 7)
     const list = t.refs.get(key)
     if (list === undefined) t.refs.set(key, [ref])
     else list.push(ref)
@@ -221,10 +221,10 @@ function scanFloats (bytes: Uint8Array, t32: ValueTable, t64: ValueTable): { h32
     new Uint8Array(words.buffer).set(bytes.subarray(a, a + 4 * n))
     for (let k = 0; k < n; k++) {
       const w = words[k]!
-      if (t32.seen[w >>> 8] === 1) {
+      if ((t32.seen[w >>> 11]! & (1 << ((w >>> 8) & 7))) !== 0) {
         for (const r of t32.refs.get(w) ?? []) h32.push({ canary: r.canary, index: r.index, pos: a + 4 * k, at: a + 4 * k, width: 4 })
       }
-      if (k > 0 && t64.seen[w >>> 8] === 1) {
+      if (k > 0 && (t64.seen[w >>> 11]! & (1 << ((w >>> 8) & 7))) !== 0) {
         for (const r of t64.refs.get(w) ?? []) if (r.low === words[k - 1]) h64.push({ canary: r.canary, index: r.index, pos: a + 4 * (k - 1), at: a + 4 * (k - 1), width: 8 })
       }
     }
@@ -240,7 +240,7 @@ function scanDecimals (text: string, t32: ValueTable): Hit[] {
   let token = 0
   for (const m of text.matchAll(DECIMAL)) {
     const w = bits32(Number(m[0]))
-    if (t32.seen[w >>> 8] === 1) for (const r of t32.refs.get(w) ?? []) hits.push({ canary: r.canary, index: r.index, pos: token, at: m.index, width: 1 })
+    if ((t32.seen[w >>> 11]! & (1 << ((w >>> 8) & 7))) !== 0) for (const r of t32.refs.get(w) ?? []) hits.push({ canary: r.canary, index: r.index, pos: token, at: m.index, width: 1 })
     token++
   }
   return hits
@@ -297,7 +297,7 @@ export function searchLeaks (haystacks: readonly Haystack[], canaries: readonly 
   if (endianness() !== 'LE') throw new Error('the float scan reads words in host byte order and expects a little-endian host')
   const opts = { minRun: options.minRun ?? 8, minScattered: options.minScattered ?? 32 }
   const report: SearchReport = { findings: [], haystacks: haystacks.length, bytes: {}, chanceHits: 0, maxScattered: 0 }
-  // Two 16 MiB bitmaps per set of canaries: built once per owner, not per haystack.
+  // Tables are built once per set of canaries searched (one per store owner), not per haystack.
   const cache = new Map<string, ReturnType<typeof tables>>()
   for (const hay of haystacks) {
     const wanted = canaries.filter(c => c.site !== hay.owner)
