@@ -89,14 +89,24 @@ export const RegressionLearnerConfig = z.strictObject({
   lr: z.number().positive().default(0.1)
 }).describe('A linear-regression federation on seeded synthetic data: the quickest way to check a deployment end to end.')
 
+export const MoeRoutingConfig = z.strictObject({
+  epsilon: z.number().positive().max(1000).nullable().default(8).describe('Epsilon of both routing releases together, charged to this site\'s privacy ledger; null: exact statistics, no DP guarantee (experiments only).'),
+  delta: z.number().gt(0).lt(1).default(1e-5),
+  minCount: z.number().int().min(1).default(80).describe('Density components with fewer (noisy) rows are dropped; lower it for small shares.')
+})
+
 export const MnistMoeLearnerConfig = z.strictObject({
   kind: z.literal('mnist-moe'),
   labels: z.array(z.number().int().min(0).max(9)).min(1).optional().describe('Digits this site holds; default: all.'),
-  trainLimit: z.number().int().positive().optional(),
+  trainLimit: z.number().int().positive().max(60_000).optional().describe('Read only the first N MNIST training images, then keep this site\'s labels; default: all 60,000.'),
+  expert: z.number().int().min(0).max(255).optional().describe('This site\'s expert slot; default: its rank among the members\' peer ids (sorted).'),
+  experts: z.number().int().min(1).max(256).optional().describe('Expert slots of the federation\'s MoE; default: one per member. The same at every member.'),
+  publishEvery: z.number().int().min(0).default(10).describe('Publish the trained expert every P committed rounds (0: only after the last round, which always publishes).'),
+  routing: MoeRoutingConfig.default(() => MoeRoutingConfig.parse({})).describe('The density router\'s DP releases (docs/routing.md).'),
   batchSize: z.number().int().positive().default(32),
   lr: z.number().positive().default(0.1),
   backend: z.enum(['auto', 'gpu', 'node', 'wasm', 'cpu']).default('auto')
-}).describe('The MNIST Mixture-of-Experts learner (bundled MNIST, this site\'s expert trained here).')
+}).describe('The flagship density-routed MNIST Mixture-of-Experts (bundled MNIST; this site\'s expert trained here and published; the assembled model served on POST /v1/predict).')
 
 export const LearnerConfig = z.discriminatedUnion('kind', [RegressionLearnerConfig, MnistMoeLearnerConfig])
 
@@ -149,6 +159,12 @@ export const SiteConfig = SiteConfigShape.superRefine((c, ctx) => {
   const f = c.federation
   if (f.heartbeatTimeoutMs <= f.heartbeatIntervalMs) {
     ctx.addIssue({ code: 'custom', path: ['federation', 'heartbeatTimeoutMs'], message: `must be longer than heartbeatIntervalMs (${f.heartbeatIntervalMs}), or every member looks dead between two greetings`, input: f.heartbeatTimeoutMs })
+  }
+  if (c.learner.kind === 'mnist-moe') {
+    const l = c.learner
+    const experts = l.experts ?? c.mesh.members.length + 1
+    if (l.experts !== undefined && l.experts < c.mesh.members.length + 1) ctx.addIssue({ code: 'custom', path: ['learner', 'experts'], message: `${l.experts} slots for ${c.mesh.members.length + 1} members: every member needs its own expert`, input: l.experts })
+    if (l.expert !== undefined && l.expert >= experts) ctx.addIssue({ code: 'custom', path: ['learner', 'expert'], message: `slot ${l.expert} is not one of the ${experts} slots (0..${experts - 1})`, input: l.expert })
   }
   if (!LOOPBACK.has(c.api.host) && c.api.tokenFile === undefined) {
     ctx.addIssue({ code: 'custom', path: ['api', 'tokenFile'], message: `api.host ${c.api.host} is not loopback: a bearer token file is required`, input: undefined })

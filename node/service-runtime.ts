@@ -7,11 +7,22 @@
 import { createHash } from 'node:crypto'
 import type { Libp2pOptions } from 'libp2p'
 import { createSeededRandom, hashString32, type Clock, type Logger } from '../coordinator/components.ts'
+import { DEFAULT_SHARES, DP_ROUTING, EXACT_ROUTING, type RoutingConfig } from '../coordinator/routing/config.ts'
 import type { AuditLog } from './audit.ts'
 import { canonicalJson } from './audit.ts'
 import { memberAddresses, type LoadedSiteConfig } from './config.ts'
 import { ConfigError } from './errors.ts'
+import { createBatchSource, subset } from './data/batches.ts'
+import { loadMnist } from './data/mnist.ts'
+import type { LabeledData } from './data/types.ts'
+import { createExpertRegistry } from './experts/registry.ts'
+import { createMoeLearner, type MoeLearner } from './federation/learner.ts'
+import { createMoeSite, type MoeSite } from './federation/moe-site.ts'
+import { recipeInitialParams, recipeSpec } from './federation/recipe.ts'
 import type { SiteIdentity } from './identity.ts'
+import { selectBackend } from './model/backend.ts'
+import { specHash as hashSpec, type MoeSpec } from './model/spec.ts'
+import { createPrivacyLedger, readLedgerBudget } from './privacy/ledger.ts'
 import type { PeerTraffic } from './mesh/host.ts'
 import type { SiteMetrics } from './metrics.ts'
 import type { Learner } from './site/learner.ts'
@@ -59,7 +70,8 @@ export interface RuntimeParts {
   libp2pMetrics: NonNullable<Libp2pOptions['metrics']>
 }
 
-interface BuiltLearner { learner: Learner, specHash: string, backend: string }
+interface BuiltLearner { learner: Learner, specHash: string, backend: string, moe?: MoeParts }
+interface MoeParts { learner: MoeLearner, spec: MoeSpec, slot: number, data: LabeledData, routing: RoutingConfig, members: string[], aggregator: string }
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
 
@@ -93,10 +105,55 @@ function regressionLearner (config: LoadedSiteConfig): BuiltLearner {
   }
 }
 
-function buildLearner (config: LoadedSiteConfig): BuiltLearner {
+/** The ledger's budget when neither the store nor federation.privacy names one (routing at epsilon 8 spends most of it). */
+const DEFAULT_ROUTING_BUDGET = { epsilon: 10, delta: 1e-5 }
+
+/**
+ * The flagship MoE learner: this site's share of bundled MNIST (the labels
+ * the config names, among the first `trainLimit` images), one expert slot
+ * per member. Every member derives the same spec from the federation's
+ * config (members, seed), so the spec hash the mesh checks agrees.
+ */
+async function mnistMoeLearner (config: LoadedSiteConfig, self: string, logger: Logger): Promise<BuiltLearner> {
+  const l = config.learner
+  if (l.kind !== 'mnist-moe') throw new Error('unreachable')
+  const members = [...new Set([self, ...config.mesh.members.map(m => m.peerId)])]
+  const ranked = [...members].sort()
+  const slot = l.expert ?? ranked.indexOf(self)
+  const seed = typeof config.federation.seed === 'number' ? config.federation.seed : hashString32(config.federation.seed)
+  const spec = recipeSpec({ inputDim: 784, classes: 10, experts: l.experts ?? members.length, seed })
+  const info = await selectBackend(l.backend, logger)
+  const all = await loadMnist({ split: 'train', ...(l.trainLimit !== undefined ? { limit: l.trainLimit } : {}) })
+  const labels = new Set(l.labels ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  const rows: number[] = []
+  for (let i = 0; i < all.n; i++) if (labels.has(all.y[i]!)) rows.push(i)
+  if (rows.length === 0) throw new ConfigError(`learner: the first ${all.n} MNIST images hold none of the labels ${[...labels].join(', ')}; raise learner.trainLimit`)
+  const data = subset(all, rows)
+  const learner = createMoeLearner({
+    spec,
+    expert: slot,
+    data: createBatchSource(data, { seed: `forgemesh/mnist-moe/${config.site}` }),
+    lr: l.lr,
+    batchSize: l.batchSize,
+    initial: recipeInitialParams(spec)
+  }, { logger: logger.child('learner') })
+  const base = l.routing.epsilon === null ? EXACT_ROUTING : DP_ROUTING
+  const routing: RoutingConfig = {
+    ...base,
+    minCount: l.routing.minCount,
+    privacy: l.routing.epsilon === null ? null : { epsilon: l.routing.epsilon, delta: l.routing.delta, shares: DEFAULT_SHARES }
+  }
+  // The aggregator of routing release 1: the election's order (priority, then the smaller peer id), from the configs alone.
+  const priority = new Map<string, number>([[self, config.mesh.priority], ...config.mesh.members.map(m => [m.peerId, m.priority] as [string, number])])
+  const aggregator = [...members].sort((a, b) => (priority.get(b)! - priority.get(a)!) || (a < b ? -1 : 1))[0]!
+  logger.info('moe.learner', { slot, experts: spec.experts, rows: data.n, labels: [...labels].sort(), backend: info.name, aggregator })
+  return { learner, specHash: hashSpec(spec), backend: `${info.tfBackend} (mnist-moe)`, moe: { learner, spec, slot, data, routing, members, aggregator } }
+}
+
+async function buildLearner (config: LoadedSiteConfig, self: string, logger: Logger): Promise<BuiltLearner> {
   switch (config.learner.kind) {
     case 'regression': return regressionLearner(config)
-    case 'mnist-moe': throw new ConfigError('learner.kind: "mnist-moe" has no site learner in this build yet; use "regression"')
+    case 'mnist-moe': return await mnistMoeLearner(config, self, logger)
     default: {
       const never: never = config.learner
       throw new ConfigError(`learner.kind: unknown learner ${JSON.stringify(never)}`)
@@ -105,9 +162,9 @@ function buildLearner (config: LoadedSiteConfig): BuiltLearner {
 }
 
 export async function createSiteRuntime (config: LoadedSiteConfig, parts: RuntimeParts, components: { clock: Clock, logger: Logger }): Promise<SiteRuntime> {
-  const { learner, specHash, backend } = buildLearner(config)
-  const { rounds: _rounds, ...federation } = config.federation
   const self = parts.identity.peerId
+  const { learner, specHash, backend, moe: moeParts } = await buildLearner(config, self, components.logger)
+  const { rounds: _rounds, ...federation } = config.federation
   const priorities: Record<string, number> = { [self]: config.mesh.priority }
   for (const m of config.mesh.members) priorities[m.peerId] = m.priority
   const site = createSite({
@@ -132,21 +189,60 @@ export async function createSiteRuntime (config: LoadedSiteConfig, parts: Runtim
     audit: parts.audit,
     metrics: parts.metrics
   })
+  const moe = moeParts === undefined ? undefined : await moeSite(config, moeParts, site, parts, components)
   return {
     peerId: self,
     backend,
-    start: async () => { await site.start() },
+    start: async () => {
+      await site.start()
+      await moe?.start()
+    },
     stop: async () => {
+      await moe?.stop()
       await site.stop()
       await learner.dispose?.()
     },
-    run: async (target, options) => { await site.run({ untilRound: target, signal: options.signal }) },
+    run: async (target, options) => {
+      await moe?.setup(options)
+      await site.run({ untilRound: target, signal: options.signal })
+      await moe?.finish(target, options)
+    },
     status: () => {
       const s = site.status()
       return { round: s.round, coordinator: s.coordinator?.peerId ?? null, peers: s.peers.filter(p => p.connected).map(p => p.peerId), privacy: s.privacy }
     },
     multiaddrs: () => site.multiaddrs(),
     traffic: () => site.traffic(),
-    onCommit: (listener) => site.on('commit', (e) => { listener({ round: e.round, participants: e.participants, bytesSent: e.bytes.sentByThisSite }) })
+    onCommit: (listener) => site.on('commit', (e) => { listener({ round: e.round, participants: e.participants, bytesSent: e.bytes.sentByThisSite }) }),
+    ...(moe === undefined ? {} : { predict: moe.predict })
   }
+}
+
+/** The MoE program beside the rounds: its registry and ledger on the site's store, its exchange on the site's host. */
+async function moeSite (config: LoadedSiteConfig, m: MoeParts, site: ReturnType<typeof createSite>, parts: RuntimeParts, components: { clock: Clock, logger: Logger }): Promise<MoeSite> {
+  const l = config.learner
+  if (l.kind !== 'mnist-moe') throw new Error('unreachable')
+  const wanted = config.federation.privacy.budget ?? DEFAULT_ROUTING_BUDGET
+  const budget = (await readLedgerBudget(parts.store)) ?? { epsilonBudget: wanted.epsilon, delta: wanted.delta }
+  return createMoeSite({
+    site: config.site,
+    spec: m.spec,
+    slot: m.slot,
+    data: m.data,
+    members: m.members,
+    aggregator: m.aggregator,
+    federation: `forgemesh/${String(config.federation.seed)}`,
+    routing: m.routing,
+    publishEvery: l.publishEvery
+  }, {
+    site,
+    learner: m.learner,
+    registry: createExpertRegistry({ store: parts.store, clock: components.clock }),
+    identity: parts.identity,
+    ledger: m.routing.privacy === null ? null : createPrivacyLedger(parts.store, budget, { clock: components.clock }),
+    random: createSeededRandom(`forgemesh/moe/${config.site}/${parts.identity.peerId}`),
+    clock: components.clock,
+    logger: components.logger.child('moe'),
+    audit: parts.audit
+  })
 }

@@ -186,7 +186,9 @@ export async function startSiteService (config: LoadedSiteConfig, components: Si
     await audit.append('node:start', { peerId: identity.peerId, resumedFrom, listen: config.mesh.listen })
     auditedStart = true
     await runtime.start()
-    api = createSiteApi({ host: config.api.host, port: config.api.port, ...(token === undefined ? {} : { token }) }, {
+    // A predict body of MAX_PREDICT_ROWS MNIST rows as JSON is several MiB; the default 1 MiB bounds status-only sites.
+    const maxBodyBytes = runtime.predict === undefined ? undefined : 32 * 1024 * 1024
+    api = createSiteApi({ host: config.api.host, port: config.api.port, ...(token === undefined ? {} : { token }), ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }) }, {
       status,
       metrics: renderMetrics,
       ...(runtime.predict === undefined ? {} : { predict: runtime.predict })
