@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
+import { parseSiteConfig } from '../node/config.ts'
 import { loadMnist } from '../node/data/mnist.ts'
 import { fetchNodeStatus, readRuntimeFile } from '../node/service-files.ts'
 import { CLI, NodeProcess, freePort } from './support/ops-node.ts'
@@ -120,4 +121,19 @@ describe('the flagship MoE federation on three real sites', () => {
     expect(await Promise.all(nodes.map(async n => await n.exited))).toEqual([0, 0, 0])
     process.stdout.write(`ops-moe: without ${alphaExpert}, alpha's digits ${accAlpha(wpreds).toFixed(3)} (was ${accAlpha(preds).toFixed(3)})\n`)
   }, 300_000)
+
+  it('the mnist-moe config: defaults, and slots checked against the members', () => {
+    const peer = '12D3KooWJxy5Y4b3nEn3LGBnmZ3XqoxSjsnq2fA2mGQ7yB8kS1xV'
+    const base = { site: 'alpha', mesh: { members: [{ peerId: peer }] } }
+    const c = parseSiteConfig({ ...base, learner: { kind: 'mnist-moe', labels: [0, 1] } })
+    expect(c.learner).toEqual({ kind: 'mnist-moe', labels: [0, 1], publishEvery: 10, routing: { epsilon: 8, delta: 1e-5, minCount: 80 }, batchSize: 32, lr: 0.1, backend: 'auto' })
+    const bad = (learner: unknown): Error => { try { parseSiteConfig({ ...base, learner }, 'f.json'); throw new Error('accepted') } catch (err) { return err as Error } }
+    const few = bad({ kind: 'mnist-moe', experts: 1 })
+    expect(few.name).toBe('ConfigError')
+    expect(few.message).toContain('learner.experts: 1 slots for 2 members: every member needs its own expert')
+    const slot = bad({ kind: 'mnist-moe', expert: 2 })
+    expect(slot.name).toBe('ConfigError')
+    expect(slot.message).toContain('learner.expert: slot 2 is not one of the 2 slots (0..1)')
+    expect(bad({ kind: 'mnist-moe', routing: { epsilon: -1 } }).message).toContain('learner.routing.epsilon')
+  })
 })
