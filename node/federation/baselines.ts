@@ -14,19 +14,55 @@ import { createStrategy } from '../../coordinator/strategies/registry.ts'
 import type { JsonValue, SiteUpdate } from '../../coordinator/strategies/types.ts'
 import { flattenTensors, unflattenTensors } from '../../protocols/tensors.ts'
 import { createBatchSource } from '../data/batches.ts'
+import type { LabeledData } from '../data/types.ts'
 import { createDenseModel } from '../model/dense.ts'
 import { createMoeModel } from '../model/moe.ts'
 import { denseSpecFor } from '../model/params.ts'
+import type { MoeSpec } from '../model/spec.ts'
 import { createTrainer } from '../train/trainer.ts'
 import { evaluate } from '../train/evaluate.ts'
 import { fixedGates } from './assemble-eval.ts'
 import { createMoeLearner } from './learner.ts'
 import { recipeInitialParams, recipeSpec } from './recipe.ts'
-import { finalOf, pseudoGradient, resolveOptions, siteCompressors, splitSites, type FederationRunOptions, type RoundRecord, type RunResult } from './run-common.ts'
+import { finalOf, pseudoGradient, resolveOptions, siteCompressors, splitSites, type FederationRunOptions, type ResolvedOptions, type RoundRecord, type RunResult } from './run-common.ts'
 
 export interface BaselineOptions extends FederationRunOptions {
   logger?: Logger
 }
+
+interface Setup {
+  t0: number
+  o: ResolvedOptions
+  log: Logger
+  /** Sites, one expert each. */
+  E: number
+  /** The recipe's MoE for E experts (the dense baseline is sized from it). */
+  spec: MoeSpec
+  train: LabeledData
+  test: LabeledData
+  groups: number[][]
+  signal: AbortSignal | undefined
+}
+
+/** What every baseline resolves first, the same way. */
+function setup (options: BaselineOptions): Setup {
+  const t0 = performance.now()
+  const o = resolveOptions(options)
+  const { train, test, groups, signal } = options
+  const log = options.logger ?? createSilentLogger()
+  const E = options.siteIndices?.length ?? groups.length
+  const spec = recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK })
+  return { t0, o, log, E, spec, train, test, groups, signal }
+}
+
+/** Appends one evaluation's record and reports it. */
+function record (options: BaselineOptions, method: string, rounds: RoundRecord[], round: number, e: { accuracy: number, loss: number }, bytesSent: number): void {
+  const rec = { round, accuracy: e.accuracy, loss: e.loss, bytesSent }
+  rounds.push(rec)
+  options.onRecord?.(method, rec)
+}
+
+const secondsSince = (t0: number): number => (performance.now() - t0) / 1000
 
 export interface LocalOnlyResult extends RunResult {
   method: 'local-only'
@@ -38,12 +74,7 @@ export interface LocalOnlyResult extends RunResult {
 
 /** Each site alone. Nothing is sent. Records hold the mean over sites. */
 export async function runLocalOnly (options: BaselineOptions): Promise<LocalOnlyResult> {
-  const t0 = performance.now()
-  const o = resolveOptions(options)
-  const { train, test, groups, signal } = options
-  const log = options.logger ?? createSilentLogger()
-  const E = options.siteIndices?.length ?? groups.length
-  const spec = recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK })
+  const { t0, o, log, E, spec, train, test, groups, signal } = setup(options)
   const initial = recipeInitialParams(spec)
   const sites = splitSites(train, groups, o.seed, options.siteIndices)
   const evalAt = [...o.evalRounds].sort((a, b) => a - b)
@@ -78,7 +109,7 @@ export async function runLocalOnly (options: BaselineOptions): Promise<LocalOnly
     final: { accuracy: last.acc, loss: last.loss, perClassAccuracy: last.perClass },
     perSite,
     maxAccuracy: Math.max(...perSite.map(p => p.accuracy)),
-    seconds: (performance.now() - t0) / 1000
+    seconds: secondsSince(t0)
   }
 }
 
@@ -95,12 +126,8 @@ export interface DenseFedAvgResult extends RunResult {
  * on that site's batches): the same arithmetic as a model per site.
  */
 export async function runDenseFedAvg (options: BaselineOptions): Promise<DenseFedAvgResult> {
-  const t0 = performance.now()
-  const o = resolveOptions(options)
-  const { train, test, groups, signal } = options
-  const log = options.logger ?? createSilentLogger()
-  const E = options.siteIndices?.length ?? groups.length
-  const dense = denseSpecFor(recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK }))
+  const { t0, o, log, E, spec, train, test, groups, signal } = setup(options)
+  const dense = denseSpecFor(spec)
   const sites = splitSites(train, groups, o.seed, options.siteIndices)
   const model = createDenseModel(dense, recipeInitialParams(dense))
   const trainer = createTrainer({ model, optimizer: { kind: 'sgd', lr: o.lr } }, { logger: log })
@@ -115,10 +142,7 @@ export async function runDenseFedAvg (options: BaselineOptions): Promise<DenseFe
     const rounds: RoundRecord[] = []
     const evalAt = (round: number): void => {
       model.setParams(unflattenTensors(global, template))
-      const e = evaluate(model, test)
-      const rec = { round, accuracy: e.accuracy, loss: e.loss, bytesSent: sent }
-      rounds.push(rec)
-      options.onRecord?.('fedavg-dense', rec)
+      record(options, 'fedavg-dense', rounds, round, evaluate(model, test), sent)
     }
     if (o.evalRounds.has(0)) evalAt(0)
     for (let round = 1; round <= o.rounds; round++) {
@@ -141,7 +165,7 @@ export async function runDenseFedAvg (options: BaselineOptions): Promise<DenseFe
     }
     model.setParams(unflattenTensors(global, template))
     const final = evaluate(model, test)
-    return { method: 'fedavg-dense', rounds, final: finalOf(final), updatePerRound, hidden: dense.hidden, seconds: (performance.now() - t0) / 1000 }
+    return { method: 'fedavg-dense', rounds, final: finalOf(final), updatePerRound, hidden: dense.hidden, seconds: secondsSince(t0) }
   } finally {
     trainer.dispose()
     model.dispose()
@@ -156,12 +180,7 @@ export interface CentralizedResult extends RunResult {
 
 /** The MoE with its learned router on the pooled rows of all sites; "round" r = r x sites x H steps. Nothing is sent. */
 export async function runCentralized (options: BaselineOptions): Promise<CentralizedResult> {
-  const t0 = performance.now()
-  const o = resolveOptions(options)
-  const { train, test, groups, signal } = options
-  const log = options.logger ?? createSilentLogger()
-  const E = options.siteIndices?.length ?? groups.length
-  const spec = recipeSpec({ inputDim: train.dim, classes: train.numClasses, experts: E, seed: o.seed, width: o.width, expertHidden: o.expertHidden, topK: o.topK })
+  const { t0, o, log, E, spec, train, test, groups, signal } = setup(options)
   // The union of the sites' rows: the same examples the federation trains on.
   const pooled = Int32Array.from((options.siteIndices ?? partitionByLabelGroups(train.y, groups).indices).flatMap(ix => Array.from(ix)))
   const source = createBatchSource(train, { seed: `${o.seed}/pooled`, indices: pooled })
@@ -170,19 +189,14 @@ export async function runCentralized (options: BaselineOptions): Promise<Central
   try {
     const rounds: RoundRecord[] = []
     const stepsPerRound = E * o.localSteps
-    const evalAt = (round: number): void => {
-      const e = evaluate(model, test)
-      const rec = { round, accuracy: e.accuracy, loss: e.loss, bytesSent: 0 }
-      rounds.push(rec)
-      options.onRecord?.('centralized', rec)
-    }
+    const evalAt = (round: number): void => { record(options, 'centralized', rounds, round, evaluate(model, test), 0) }
     if (o.evalRounds.has(0)) evalAt(0)
     for (let round = 1; round <= o.rounds; round++) {
       await trainer.steps(source, stepsPerRound, o.batchSize, signal ? { signal } : {})
       if (o.evalRounds.has(round)) evalAt(round)
     }
     const final = evaluate(model, test)
-    return { method: 'centralized', rounds, final: finalOf(final), routingHistogram: final.routingHistogram ?? [], seconds: (performance.now() - t0) / 1000 }
+    return { method: 'centralized', rounds, final: finalOf(final), routingHistogram: final.routingHistogram ?? [], seconds: secondsSince(t0) }
   } finally {
     trainer.dispose()
     model.dispose()
