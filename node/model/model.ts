@@ -92,6 +92,11 @@ export function createVariableStore (defs: readonly ParamDef[], initial: TensorM
   }
 }
 
+/** Checks that a forward() input is n x dim. */
+export function checkInputTensor (x: tf.Tensor2D, dim: number): void {
+  if (x.rank !== 2 || x.shape[1] !== dim) throw new ModelInputError(`input must be n x ${dim}, got [${x.shape.join(', ')}]`)
+}
+
 /** Checks an n x dim input and returns n. */
 export function rowsOf (x: Float32Array, dim: number, what = 'input'): number {
   if (!(x instanceof Float32Array)) throw new ModelInputError(`${what} must be a Float32Array`)
@@ -118,4 +123,40 @@ export function gelu (x: tf.Tensor): tf.Tensor {
   // No tidy here: inside a gradient closure the caller's scope owns intermediates.
   const inner = x.add(x.mul(x).mul(x).mul(GELU_A)).mul(GELU_C)
   return x.mul(tf.sigmoid(inner))
+}
+
+export interface ClassifierParts {
+  spec: ModelSpec
+  experts: number
+  defs: readonly ParamDef[]
+  store: VariableStore
+  featureDim: number
+  forward: ClassifierModel['forward']
+  /** The representation features() returns, as a tensor (n x featureDim). */
+  featuresOf: (x: tf.Tensor2D) => tf.Tensor2D
+  /** Default: softmax of forward()'s logits, chunk by chunk (no options). */
+  predict?: ClassifierModel['predict']
+}
+
+/** The ClassifierModel every architecture builds the same way around its store, forward and features. */
+export function assembleClassifier (parts: ClassifierParts): ClassifierModel {
+  const { spec, store, forward, featuresOf, featureDim } = parts
+  const { inputDim, classes } = spec
+  return {
+    spec,
+    inputDim,
+    classes,
+    experts: parts.experts,
+    defs: parts.defs,
+    featureDim,
+    variables: store.variables,
+    getParams: store.getParams,
+    setParams: store.setParams,
+    forward,
+    predict: parts.predict ?? ((x) => mapChunks(x, inputDim, classes, (chunk, _start, rows) => tf.tidy(() =>
+      tf.softmax(forward(tf.tensor2d(chunk, [rows, inputDim])).logits).dataSync() as Float32Array))),
+    features: (x) => mapChunks(x, inputDim, featureDim, (chunk, _start, rows) => tf.tidy(() =>
+      featuresOf(tf.tensor2d(chunk, [rows, inputDim])).dataSync() as Float32Array)),
+    dispose: store.dispose
+  }
 }

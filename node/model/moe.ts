@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { ModelInputError } from '../errors.ts'
-import { createVariableStore, gelu, mapChunks, rowsOf, type ClassifierModel, type ForwardOptions, type ForwardResult } from './model.ts'
+import { assembleClassifier, checkInputTensor, createVariableStore, gelu, mapChunks, rowsOf, type ClassifierModel, type ForwardOptions, type ForwardResult } from './model.ts'
 import { initParams, paramDefs } from './params.ts'
 import type { MoeSpec } from './spec.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
@@ -88,7 +88,7 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
   const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(tf.fused.matMul({ a: x, b: v('shared.trunk.w'), bias: v('shared.trunk.b') })) as tf.Tensor2D
 
   const forward = (x: tf.Tensor2D, options: ForwardOptions = {}): ForwardResult => {
-    if (x.rank !== 2 || x.shape[1] !== spec.inputDim) throw new ModelInputError(`input must be n x ${spec.inputDim}, got [${x.shape.join(', ')}]`)
+    checkInputTensor(x, spec.inputDim)
     const n = x.shape[0]
     const h = trunk(x)
     let gates: tf.Tensor2D
@@ -131,17 +131,15 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
     return { logits, aux, routed: Int32Array.from(rows, r => r.length) }
   }
 
-  const model: ClassifierModel = {
+  return assembleClassifier({
     spec,
-    inputDim: spec.inputDim,
-    classes: spec.classes,
     experts: E,
     defs,
+    store,
     featureDim: spec.width,
-    variables: store.variables,
-    getParams: store.getParams,
-    setParams: store.setParams,
     forward,
+    featuresOf: trunk,
+    // With external gates: each chunk gets its rows' slice of them.
     predict: (x, options = {}) => {
       const n = rowsOf(x, spec.inputDim)
       // Checked whole here; each chunk's slice is checked again in forward().
@@ -151,10 +149,6 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
         const { logits } = forward(tf.tensor2d(chunk, [rows, spec.inputDim]), gates === undefined ? {} : { gates })
         return tf.softmax(logits).dataSync() as Float32Array
       }))
-    },
-    features: (x) => mapChunks(x, spec.inputDim, spec.width, (chunk, _start, rows) => tf.tidy(() =>
-      trunk(tf.tensor2d(chunk, [rows, spec.inputDim])).dataSync() as Float32Array)),
-    dispose: store.dispose
-  }
-  return model
+    }
+  })
 }
