@@ -1,25 +1,11 @@
 /** The real `forgemesh privacy` command in a child process. */
-import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createPrivacyLedger } from '../node/privacy/ledger.ts'
 import { openSiteStore } from '../node/store.ts'
-
-const exec = promisify(execFile)
-const cli = join(import.meta.dirname, '..', 'bin', 'forgemesh.js')
-
-async function forgemesh (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { timeout: 60_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+import { forgemesh } from './support/cli.ts'
 
 describe('forgemesh privacy', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fm-privacy-cli-'))

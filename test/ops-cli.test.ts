@@ -1,25 +1,12 @@
 /** The real `forgemesh init | audit | status | node` in child processes (no running mesh needed here). */
-import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { auditKey, type AuditRecord } from '../node/audit.ts'
 import { encodeJson, openSiteStore } from '../node/store.ts'
+import { forgemesh } from './support/cli.ts'
 
-const exec = promisify(execFile)
-const cli = join(import.meta.dirname, '..', 'bin', 'forgemesh.js')
-
-async function forgemesh (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cli, ...args], { timeout: 60_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 const lastJson = (s: string): Record<string, unknown> => JSON.parse(s.trim().split('\n').at(-1)!) as Record<string, unknown>
 
 describe('forgemesh init', () => {

@@ -5,29 +5,17 @@
  * /metrics parses as Prometheus text with our series and libp2p's; a
  * tampered audit record is named by `audit verify`.
  */
-import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { auditKey, type AuditRecord } from '../node/audit.ts'
 import { fetchNodeStatus, readRuntimeFile, type NodeStatus } from '../node/service-files.ts'
 import { encodeJson, openSiteStore } from '../node/store.ts'
-import { CLI, NodeProcess, freePort, until } from './support/ops-node.ts'
+import { forgemesh } from './support/cli.ts'
+import { NodeProcess, freePort, until } from './support/ops-node.ts'
 
-const exec = promisify(execFile)
 const ROUNDS = 10
-
-async function forgemesh (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { timeout: 60_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 
 /** Prometheus text format: `# HELP`/`# TYPE` comments and `name{labels} value` samples, nothing else. */
 function parsePrometheus (text: string): { samples: Map<string, number>, types: Map<string, string> } {

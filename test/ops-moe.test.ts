@@ -16,7 +16,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { parseSiteConfig } from '../node/config.ts'
 import { loadMnist } from '../node/data/mnist.ts'
 import { fetchNodeStatus, readRuntimeFile } from '../node/service-files.ts'
-import { CLI, NodeProcess, freePort } from './support/ops-node.ts'
+import { CLI } from './support/cli.ts'
+import { NodeProcess, freePort } from './support/ops-node.ts'
 
 const exec = promisify(execFile)
 const ROUNDS = 6

@@ -17,7 +17,7 @@ import { loadSiteConfig } from '../node/config.ts'
 import { startSiteService } from '../node/service.ts'
 import { initSite } from '../node/site-setup.ts'
 import { openSiteStore } from '../node/store.ts'
-import { CLI } from './support/ops-node.ts'
+import { CLI } from './support/cli.ts'
 
 const exec = promisify(execFile)
 

@@ -1,21 +1,14 @@
-import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SyntheticReport } from '../node/data/synthetic/report.ts'
+import { runCli, type CliResult } from './support/cli.ts'
 
-const CLI = fileURLToPath(new URL('../bin/forgemesh.js', import.meta.url))
 const SCHEMA = fileURLToPath(new URL('./fixtures/synthetic/penguins.schema.json', import.meta.url))
 
-function forgemesh (args: string[], cwd: string): Promise<{ code: number, stdout: string, stderr: string }> {
-  return new Promise(resolve => {
-    execFile(process.execPath, [CLI, ...args], { cwd, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
-    })
-  })
-}
+const forgemesh = async (args: string[], cwd: string): Promise<CliResult> => await runCli(args, { cwd })
 
 describe('forgemesh data (the real CLI in a child process)', () => {
   let dir: string

@@ -5,9 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { join } from 'node:path'
-
-export const CLI = join(import.meta.dirname, '..', '..', 'bin', 'forgemesh.js')
+import { CLI } from './cli.ts'
 
 export interface LogLine { level: string, ns: string, event: string, [field: string]: unknown }
 
