@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- sim-scale [--sizes 4,8,16,32] [--transport tcp|memory] [--rounds 3] [--rows 1000]`
+ * `npm run bench -- sim-scale [--sizes 4,8,16,32] [--transport tcp|memory] [--rounds 5] [--rows 1000]`
  *
  * Runs the networked MoE (no baselines) on N sites for each size, each size
  * in a child process of its own, and reports per N: bytes each site sends in
@@ -37,14 +37,14 @@ export default async function simScale (ctx: BenchContext): Promise<Figures> {
   if (sizes.some(n => !Number.isInteger(n) || n < 2 || n > 255)) throw new RangeError(`--sizes: integers 2..255, got ${arg(ctx.args, 'sizes', '')}`)
   const transport = arg(ctx.args, 'transport', 'tcp')
   if (transport !== 'tcp' && transport !== 'memory') throw new RangeError(`--transport: tcp or memory, got ${transport}`)
-  const rounds = Number(arg(ctx.args, 'rounds', '3'))
+  const rounds = Number(arg(ctx.args, 'rounds', '5'))
   const rowsPerSite = Number(arg(ctx.args, 'rows', '1000'))
   const results: ScaleFigures[] = []
-  ctx.print(`sites  setup B/site  round B/site  round s  setup s  peak RSS MB  RSS MB/site  accuracy`)
+  ctx.print(`sites  setup B/site  round B/site  final B/site  round s  setup s  peak RSS MB  RSS MB/site  accuracy`)
   for (const sites of sizes) {
     const r = await runOne({ sites, transport, rounds, rowsPerSite, testLimit: 2000, seed: 1 })
     results.push(r)
-    ctx.print(`${String(sites).padStart(5)}  ${String(r.setupBytesPerSite).padStart(12)}  ${String(r.roundBytesPerSite).padStart(12)}  ${r.roundSeconds.toFixed(2).padStart(7)}  ${r.setupSeconds.toFixed(1).padStart(7)}  ${(r.peakRssBytes / 1e6).toFixed(0).padStart(11)}  ${(r.peakRssBytes / 1e6 / sites).toFixed(1).padStart(11)}  ${(r.accuracy * 100).toFixed(1).padStart(7)}%`)
+    ctx.print(`${String(sites).padStart(5)}  ${String(r.setupBytesPerSite).padStart(12)}  ${String(r.roundBytesPerSite).padStart(12)}  ${String(r.publicationBytesPerSite).padStart(12)}  ${r.roundSeconds.toFixed(2).padStart(7)}  ${r.setupSeconds.toFixed(1).padStart(7)}  ${(r.peakRssBytes / 1e6).toFixed(0).padStart(11)}  ${(r.peakRssBytes / 1e6 / sites).toFixed(1).padStart(11)}  ${(r.accuracy * 100).toFixed(1).padStart(7)}%`)
   }
   const n = results.map(r => r.sites)
   const fit = (pick: (r: ScaleFigures) => number): number | null => results.length < 2 ? null : Number(growthExponent(n, results.map(pick)).toFixed(3))
@@ -56,6 +56,7 @@ export default async function simScale (ctx: BenchContext): Promise<Figures> {
     runs: results as unknown as unknown[],
     bytes_per_site_growth_exponent: fit(r => r.roundBytesPerSite),
     setup_bytes_per_site_growth_exponent: fit(r => r.setupBytesPerSite),
+    publication_bytes_per_site_growth_exponent: fit(r => r.publicationBytesPerSite),
     round_time_growth_exponent: fit(r => r.roundSeconds),
     peak_rss_growth_exponent: fit(r => r.peakRssBytes)
   }

@@ -18,6 +18,7 @@
  * The simulator also watches every round as an observer (it can see all
  * learners, a real deployment cannot) to score the federation round by round.
  */
+import { setMaxListeners } from 'node:events'
 import { createSeededRandom, type Logger } from '../coordinator/components.ts'
 import { DP_ROUTING, type RoutingConfig } from '../coordinator/routing/config.ts'
 import { buildDensityRouter, type DensityRouter } from '../coordinator/routing/router.ts'
@@ -30,10 +31,10 @@ import { createExpertRegistry, type ExpertRegistry } from '../node/experts/regis
 import { evaluateWithGates, installAssembly, type AssembledEval } from '../node/federation/assemble-eval.ts'
 import { createMoeLearner, type MoeLearner } from '../node/federation/learner.ts'
 import { recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
-import { buildContribution, collectContributions, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, ROUTING_SUFFIX, type Contribution } from '../node/federation/global-release.ts'
+import { isRoutingArtifact, readSummedRelease, sourcesToTensor, withHeldBlobs } from '../node/federation/global-release.ts'
 import { componentsFromTensors, componentsToTensors } from '../node/federation/release-tensors.ts'
 import { densityGates, releaseSiteComponents, releaseSiteGlobal } from '../node/federation/routing-releases.ts'
-import { fetchBlob, serveBlobs } from '../node/mesh/transfer.ts'
+import { serveBlobs } from '../node/mesh/transfer.ts'
 import { createMoeModel } from '../node/model/moe.ts'
 import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
 import { createPrivacyLedger, readLedgerBudget, type PrivacyLedger } from '../node/privacy/ledger.ts'
@@ -47,7 +48,9 @@ import { createFleet, type Fleet, type SimSite } from './fleet.ts'
 import type { Progress } from './progress.ts'
 import type { RoundRecord } from './report/schema.ts'
 import type { SimData } from './data.ts'
-import { buildSchedule, type Action } from './schedule.ts'
+import { latestBefore, pick, recordAction, sameProjection, sleep, waitFor, type SiteEvent } from './moe-helpers.ts'
+import { sumReleaseOneAt } from './release-one.ts'
+import { buildSchedule } from './schedule.ts'
 import { expertCount, type Topology } from './topology.ts'
 
 /** Protocols whose frames count as the federation's payload (heartbeats are left out: their number depends on wall time). */
@@ -70,7 +73,7 @@ export interface MoeMethodOptions {
   wireTap?: (site: string, direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
 }
 
-export interface SiteEvent { round: number, kind: 'crash' | 'restart' | 'join' | 'leave' | 'partition' | 'heal' | 'slow' }
+export type { SiteEvent } from './moe-helpers.ts'
 
 export interface MoeMethodResult {
   rounds: RoundRecord[]
@@ -79,6 +82,8 @@ export interface MoeMethodResult {
   events: Map<string, SiteEvent[]>
   epsSpent: Record<string, number>
   wallSeconds: number
+  /** Payload bytes after the last commit: every site's final expert (with its release 2) fetched by every member. */
+  publication: Pick<RoundRecord, 'bytesPerLink' | 'bytesSent'>
 }
 
 interface SiteExtras { registry: ExpertRegistry, exchange: ExpertExchange, ledger: PrivacyLedger, held: ReturnType<typeof withHeldBlobs> }
@@ -95,6 +100,8 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     return s.experts[0] ?? i
   })
   const schedule = buildSchedule(topology)
+  // One process plays every site: a full mesh of N sites takes N² handshakes and N fetches per artifact on the same cores.
+  const patience = (baseMs: number): number => baseMs + 4_000 * topology.sites.length
   const slowdown = new Map<string, number>()
   const learners: MoeLearner[] = []
   /** Each site's expert after its local training of round r (the observer's view). */
@@ -285,7 +292,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     options.progress?.start('moe', f.rounds)
     await fleet.start(name => !schedule.lateJoiners.has(name))
     const present = fleet.up()
-    await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), 30_000, 'every site to see the others')
+    await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), patience(30_000), 'every site to see the others')
 
     // Phase 1: every site present at the start releases its global moments to the aggregator,
     // which publishes their sum and the projection; every member fetches that one artifact.
@@ -301,6 +308,8 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 
     // Federated rounds with the fault schedule.
     const driveSignal = options.signal !== undefined ? AbortSignal.any([options.signal, budgetStop.signal]) : budgetStop.signal
+    // Every site's run listens on it: 32 sites are not a listener leak.
+    setMaxListeners(0, driveSignal)
     await drive(fleet, { rounds: f.rounds, schedule, signal: driveSignal }, {
       committedRound: () => roundsSeen,
       setSlowdown: (site, factor) => { slowdown.set(site, factor) },
@@ -316,7 +325,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
             if (!has) return false
           }
           return true
-        }, 60_000, `the federation to fetch ${name}'s final expert`)
+        }, patience(60_000), `the federation to fetch ${name}'s final expert`)
       },
       onAction: (action, round) => { recordAction(events, action, round) }
     }, { logger: log })
@@ -328,8 +337,9 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     for (const s of up) await publishFinal(s, projection)
     await waitForArtifacts(up, up.filter(s => released.has(s.name)).length, 3)
     const assembled = await assembleAt(up[0]!, projection)
+    const finalLinks = takeLinkBytes()
     options.progress?.done()
-    return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000 }
+    return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000, publication: { bytesPerLink: finalLinks, bytesSent: finalLinks.reduce((a, l) => a + l.bytes, 0) } }
   } finally {
     await fleet.stop()
     evalModel.dispose()
@@ -350,7 +360,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   /** A site that joins after the setup takes the projection from the artifacts it fetched and releases its components. */
   async function admitLateJoiner (s: SimSite, projection: Projection): Promise<void> {
     const x = extras.get(s.name)!
-    await waitFor(async () => (await x.registry.usable()).some(r => isRoutingArtifact(r.manifest)), 60_000, `${s.name} to fetch the federation's routing artifact`)
+    await waitFor(async () => (await x.registry.usable()).some(r => isRoutingArtifact(r.manifest)), patience(60_000), `${s.name} to fetch the federation's routing artifact`)
     const carried = (await x.registry.usable()).find(r => isRoutingArtifact(r.manifest))!
     const theirs = readSummedRelease((await x.registry.load(carried.hash, { spec })).router).projection
     if (!sameProjection(theirs, projection)) throw new TopologyError(`${s.name} received a projection that differs from the federation's`)
@@ -406,7 +416,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
         if (usable.filter(r => r.manifest.version >= version).length < count) return false
       }
       return true
-    }, 60_000, `every site to hold ${count} verified artifacts at version ${version}`)
+    }, patience(60_000), `every site to hold ${count} verified artifacts at version ${version}`)
   }
 
   /** The latest verified expert artifact of every site (the routing artifact aside). */
@@ -416,47 +426,16 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     return await Promise.all(usable.sort((a, b) => a.manifest.slot - b.manifest.slot).map(async r => await x.registry.load(r.hash, { spec })))
   }
 
-  /**
-   * Release 1 through one aggregator, the round coordinator: each site holds its signed
-   * contribution for it; it fetches and verifies them all, sums them and publishes the
-   * sum and the projection; the phase ends when every site holds that artifact.
-   */
   async function sumReleaseOne (sites: SimSite[]): Promise<{ projection: Projection, hash: string }> {
-    const elected = sites[0]!.site!.status().coordinator?.site
-    const agg = sites.find(s => s.name === elected) ?? sites[0]!
-    const clock = { now: () => Date.now() }
-    const contributions: Contribution[] = []
-    const own = new Map<string, Uint8Array>()
-    for (const s of sites) {
-      const a = await buildContribution({ identity: s.identity, spec, site: s.name, slot: slots[s.index]!, sampleCount: data.sites[s.index]!.n, params: learners[s.index]!.expertParams(), moments: await releaseGlobal(s) }, { clock })
-      extras.get(s.name)!.held.hold(a.hash, a.bytes)
-      own.set(a.hash, a.bytes)
-      contributions.push({ peerId: s.identity.peerId, hash: a.hash })
-    }
-    const members = new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey]))
-    const collected = await collectContributions(contributions, { spec, members }, async (c, signal) => {
-      if (c.peerId === agg.identity.peerId) return own.get(c.hash)!
-      const got = await fetchBlob(agg.site!.host, c.peerId, c.hash, { ...(signal !== undefined ? { signal } : {}), logger: log })
-      return got.bytes!
-    }, options.signal !== undefined ? { signal: options.signal } : {})
-    const summed = summedRelease(collected, routing, topology.name)
-    const published = await extras.get(agg.name)!.exchange.publish({
-      expertId: `${agg.name}${ROUTING_SUFFIX}`,
-      slot: slots[agg.index]!,
-      version: 1,
-      parentVersion: null,
-      sampleCount: Math.round(summed.sum.count),
-      metrics: { contributions: collected.length },
-      params: learners[agg.index]!.expertParams(),
-      router: summed.router
+    return await sumReleaseOneAt(sites, {
+      spec, routing, federation: topology.name, timeoutMs: patience(60_000),
+      members: new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey])),
+      ...(options.signal !== undefined ? { signal: options.signal } : {})
+    }, {
+      logger: log,
+      extrasOf: (s) => extras.get(s.name)!,
+      contribution: async (s) => ({ slot: slots[s.index]!, sampleCount: data.sites[s.index]!.n, params: learners[s.index]!.expertParams(), moments: await releaseGlobal(s) })
     })
-    await waitFor(async () => {
-      for (const s of sites) if (!await extras.get(s.name)!.registry.has(published.hash)) return false
-      return true
-    }, 60_000, 'every site to hold the summed routing release')
-    for (const s of sites) for (const c of contributions) extras.get(s.name)!.held.drop(c.hash)
-    log.info('sim.release-1-summed', { aggregator: agg.name, contributions: collected.length, hash: published.hash })
-    return { projection: summed.projection, hash: published.hash }
   }
 
   async function routerAt (s: SimSite, projection: Projection): Promise<DensityRouter> {
@@ -484,47 +463,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   }
 }
 
-function sameProjection (a: Projection, b: Projection): boolean {
-  const eq = (x: Float64Array, y: Float64Array): boolean => x.length === y.length && x.every((v, i) => v === y[i])
-  return a.inputDim === b.inputDim && a.dim === b.dim && a.clipNorm === b.clipNorm && eq(a.mean, b.mean) && eq(a.basis, b.basis)
-}
-
 export function specFor (topology: Topology): MoeSpec {
   const m = topology.federation.model
   return recipeSpec({ inputDim: m.inputDim, classes: m.classes, experts: expertCount(topology), seed: m.seed, width: m.width, expertHidden: m.expertHidden, topK: m.topK })
 }
-
-function pick (params: TensorMap, slot: number): TensorMap {
-  return new Map([...params].filter(([n]) => n.startsWith(`expert.${slot}.`)))
-}
-
-function latestBefore (byRound: Map<number, TensorMap>, round: number): TensorMap | undefined {
-  let best = -1
-  for (const r of byRound.keys()) if (r <= round && r > best) best = r
-  return best === -1 ? undefined : byRound.get(best)
-}
-
-function recordAction (events: Map<string, SiteEvent[]>, action: Action, round: number): void {
-  const add = (site: string, kind: SiteEvent['kind']): void => { events.get(site)?.push({ round, kind }) }
-  switch (action.kind) {
-    case 'crash': case 'restart': case 'join': case 'leave': case 'slow': add(action.site, action.kind); return
-    case 'partition': for (const g of action.groups) for (const s of g) add(s, 'partition'); return
-    case 'heal': for (const list of events.values()) if (list.at(-1)?.kind === 'partition') list.push({ round, kind: 'heal' }); return
-  }
-}
-
-async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new TopologyError(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(50)
-  }
-}
-
-async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })
-  })
-}
-

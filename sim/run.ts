@@ -77,7 +77,8 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
 
 function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineResults, run: { started: Date, wallSeconds: number, backend: string, peakRssBytes: number }): Report {
   const siteNames = topology.sites.map(s => s.name)
-  const moeRounds = moe.rounds
+  // The final expert publication follows the last commit: its bytes count with the last round.
+  const moeRounds = moe.rounds.map((r, i) => i === moe.rounds.length - 1 ? withPublication(r, moe.publication) : r)
   const last = moeRounds.at(-1)
   const baselineRounds = (o: BaselineOutcome, sitesSending: number, perSite?: boolean): RoundRecord[] => {
     let before = 0
@@ -123,6 +124,18 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
 
 /** The process's peak resident set size so far (the kernel's high-water mark, which sampling would miss). */
 export const peakRssBytes = (): number => process.resourceUsage().maxRSS * 1024
+
+function withPublication (r: RoundRecord, p: MoeMethodResult['publication']): RoundRecord {
+  const links = new Map(r.bytesPerLink.map(l => [`${l.from}\u0000${l.to}`, { ...l }]))
+  for (const l of p.bytesPerLink) {
+    const key = `${l.from}\u0000${l.to}`
+    const had = links.get(key)
+    if (had !== undefined) had.bytes += l.bytes
+    else links.set(key, { ...l })
+  }
+  const bytesPerLink = [...links.values()].sort((a, b) => a.from === b.from ? (a.to < b.to ? -1 : 1) : (a.from < b.from ? -1 : 1))
+  return { ...r, bytesPerLink, bytesSent: r.bytesSent + p.bytesSent }
+}
 
 const clamp01 = (x: number): number => Math.min(1, Math.max(0, x))
 

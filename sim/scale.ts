@@ -50,8 +50,10 @@ export interface ScaleFigures {
   sites: number
   /** Round 0 (routing releases, first connections' payload) bytes sent, per site. */
   setupBytesPerSite: number
-  /** Mean over rounds >= 1 of the bytes sent in the round, per site. */
+  /** Median over rounds >= 1 of the bytes sent in the round, per site (retries make single rounds noisy). */
   roundBytesPerSite: number
+  /** The final expert publication (every member fetches every site's expert), per site. */
+  publicationBytesPerSite: number
   /** Median wall time of rounds >= 1. */
   roundSeconds: number
   setupSeconds: number
@@ -64,17 +66,21 @@ export function scaleFigures (sites: number, moe: MoeMethodResult, peakRssBytes:
   const setup = moe.rounds.find(r => r.round === 0)
   const rounds = moe.rounds.filter(r => r.round >= 1)
   const durations = rounds.map(r => r.durationS).sort((a, b) => a - b)
+  const bytes = rounds.map(r => r.bytesSent).sort((a, b) => a - b)
   return {
     sites,
     setupBytesPerSite: Math.round((setup?.bytesSent ?? 0) / sites),
-    roundBytesPerSite: Math.round(rounds.reduce((a, r) => a + r.bytesSent, 0) / Math.max(1, rounds.length) / sites),
-    roundSeconds: durations[Math.floor((durations.length - 1) / 2)] ?? 0,
+    roundBytesPerSite: Math.round(median(bytes) / sites),
+    publicationBytesPerSite: Math.round(moe.publication.bytesSent / sites),
+    roundSeconds: median(durations),
     setupSeconds: setup?.durationS ?? 0,
     wallSeconds: moe.wallSeconds,
     accuracy: moe.assembled.accuracy,
     peakRssBytes
   }
 }
+
+const median = (sorted: readonly number[]): number => sorted.length === 0 ? 0 : (sorted[Math.floor((sorted.length - 1) / 2)]! + sorted[Math.ceil((sorted.length - 1) / 2)]!) / 2
 
 /** Least-squares slope of log y against log x: y grows as x^slope. */
 export function growthExponent (x: readonly number[], y: readonly number[]): number {

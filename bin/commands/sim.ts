@@ -51,7 +51,8 @@ export async function run (argv: string[]): Promise<number> {
   if (json) {
     process.stdout.write(JSON.stringify({ ok: true, topology: topology.name, report: outcome.reportPath, html: outcome.htmlPath, summary: outcome.report.summary.methods, assembledAt: outcome.assembled.site }) + '\n')
   } else {
-    process.stdout.write(`\n${summaryTable(outcome.report)}\n\nThe MoE was assembled at ${outcome.assembled.site} from ${outcome.assembled.experts} verified expert artifacts.\nreport: ${outcome.reportPath}\n        ${outcome.htmlPath}\n`)
+    const rss = outcome.report.run.peakRssBytes ?? 0
+    process.stdout.write(`\n${summaryTable(outcome.report)}\n\nThe MoE was assembled at ${outcome.assembled.site} from ${outcome.assembled.experts} verified expert artifacts.\npeak RSS ${(rss / 1e6).toFixed(0)} MB for ${topology.sites.length} sites in one process (${(rss / 1e6 / topology.sites.length).toFixed(1)} MB per site, attributed evenly)\nreport: ${outcome.reportPath}\n        ${outcome.htmlPath}\n`)
   }
   return 0
 }
