@@ -26,6 +26,8 @@ export interface DriveOptions {
   rounds: number
   schedule: Schedule
   signal?: AbortSignal
+  /** How long the last catch-up may take once the federation is done (default 120 s); a site still behind then is left behind, with a warning. */
+  catchUpTimeoutMs?: number
 }
 
 export async function drive (fleet: Fleet, options: DriveOptions, events: DriveEvents, components: { logger: Logger }): Promise<void> {
@@ -37,6 +39,7 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
   const restarts = new Set<Promise<void>>()
   let target = 0
 
+  let stretchSignal = options.signal
   const runSite = (name: string): void => {
     const s = fleet.byName(name)
     if (s.state !== 'up' || s.site === undefined) return
@@ -46,7 +49,7 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     const before = running.get(name) ?? Promise.resolve()
     const p = before.then(async () => {
       if (fleet.byName(name).site !== site) return
-      await site.run({ untilRound: goal, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+      await site.run({ untilRound: goal, ...(stretchSignal !== undefined ? { signal: stretchSignal } : {}) })
     }).catch((err: unknown) => {
       // A site stopped under its own run (a crash) ends its run; anything else is logged.
       if (fleet.byName(name).site === site) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
@@ -126,8 +129,15 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     // Sites restarted by a timer during the last stretch, or still due to restart, finish their catch-up.
     target = rounds
     while (restarts.size > 0) await Promise.all([...restarts])
+    // Nobody opens rounds any more: a site whose catch-up cannot finish must not hold the run forever.
+    const catchUp = AbortSignal.timeout(options.catchUpTimeoutMs ?? 120_000)
+    stretchSignal = options.signal !== undefined ? AbortSignal.any([options.signal, catchUp]) : catchUp
     for (const s of fleet.up()) runSite(s.name)
     await waitForRunning(running)
+    for (const s of fleet.up()) {
+      const at = s.site?.status().round ?? 0
+      if (at < rounds) log.warn('sim.catch-up-incomplete', { site: s.name, round: at, rounds })
+    }
   } finally {
     for (const t of timers) clearTimeout(t)
   }

@@ -34,11 +34,11 @@ export function recordAction (events: Map<string, SiteEvent[]>, action: Action, 
   }
 }
 
-export async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, pollMs = 50): Promise<void> {
   const deadline = performance.now() + timeoutMs
   while (!(await check())) {
     if (performance.now() > deadline) throw new TopologyError(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(50)
+    await sleep(pollMs)
   }
 }
 

@@ -310,7 +310,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const driveSignal = options.signal !== undefined ? AbortSignal.any([options.signal, budgetStop.signal]) : budgetStop.signal
     // Every site's run listens on it: 32 sites are not a listener leak.
     setMaxListeners(0, driveSignal)
-    await drive(fleet, { rounds: f.rounds, schedule, signal: driveSignal }, {
+    await drive(fleet, { rounds: f.rounds, schedule, signal: driveSignal, catchUpTimeoutMs: patience(60_000) }, {
       committedRound: () => roundsSeen,
       setSlowdown: (site, factor) => { slowdown.set(site, factor) },
       afterJoin: async (name) => { await admitLateJoiner(fleet!.byName(name), projection) },
@@ -336,7 +336,9 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const up = fleet.up()
     for (const s of up) await publishFinal(s, projection)
     await waitForArtifacts(up, up.filter(s => released.has(s.name)).length, 3)
-    const assembled = await assembleAt(up[0]!, projection)
+    // A member that finished every round assembles (a site left behind by a failed catch-up does not).
+    const assembler = up.reduce((best, s) => (s.site!.status().round > best.site!.status().round ? s : best), up[0]!)
+    const assembled = await assembleAt(assembler, projection)
     const finalLinks = takeLinkBytes()
     options.progress?.done()
     return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000, publication: { bytesPerLink: finalLinks, bytesSent: finalLinks.reduce((a, l) => a + l.bytes, 0) } }
@@ -409,14 +411,31 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     return await x.registry.load(rec.hash, { spec })
   }
 
+  /**
+   * Until every site holds `count` artifacts at `version` or later. A site hears an announce
+   * only from peers it is connected to at that moment; one that still lacks artifacts after
+   * a few seconds asks every live peer for its inventory (what a long-lived node does on a timer).
+   */
   async function waitForArtifacts (sites: SimSite[], count: number, version: number): Promise<void> {
+    const started = performance.now()
+    let lastSync = started
+    const done = new Set<string>()
     await waitFor(async () => {
+      const behind: SimSite[] = []
       for (const s of sites) {
+        if (done.has(s.name)) continue
         const usable = await extras.get(s.name)!.registry.usable()
-        if (usable.filter(r => r.manifest.version >= version).length < count) return false
+        if (usable.filter(r => r.manifest.version >= version).length >= count) done.add(s.name)
+        else behind.push(s)
       }
-      return true
-    }, patience(60_000), `every site to hold ${count} verified artifacts at version ${version}`)
+      if (behind.length > 0 && performance.now() - lastSync > 5_000) {
+        lastSync = performance.now()
+        for (const s of behind) {
+          for (const o of fleet!.up()) if (o !== s) extras.get(s.name)?.exchange.sync(o.identity.peerId).catch(() => {})
+        }
+      }
+      return behind.length === 0
+    }, patience(60_000), `every site to hold ${count} verified artifacts at version ${version}`, 250)
   }
 
   /** The latest verified expert artifact of every site (the routing artifact aside). */
