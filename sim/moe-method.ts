@@ -109,7 +109,8 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   const extras = new Map<string, SiteExtras>()
   /** Each site's release 2, once made (the final artifact carries it again). */
   const released = new Map<string, SiteRelease>()
-  const finalPublished = new Set<string>()
+  /** Site name -> hash of its final expert artifact, once published. */
+  const finalPublished = new Map<string, string>()
   /** The aggregator's artifact holding the summed release 1 and the projection. */
   let routingHash: string | undefined
   let fleet: Fleet | undefined
@@ -334,11 +335,16 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 
     // Final expert publication and assembly at a member, from verified artifacts only.
     const up = fleet.up()
+    let phaseAt = performance.now()
+    const phaseMs = (): number => { const now = performance.now(); const ms = Math.round(now - phaseAt); phaseAt = now; return ms }
     for (const s of up) await publishFinal(s, projection)
-    await waitForArtifacts(up, up.filter(s => released.has(s.name)).length, 3)
+    log.info('sim.final-published', { sites: up.length, ms: phaseMs() })
+    await waitForFinalArtifacts(up)
+    log.info('sim.final-held', { sites: up.length, ms: phaseMs() })
     // A member that finished every round assembles (a site left behind by a failed catch-up does not).
     const assembler = up.reduce((best, s) => (s.site!.status().round > best.site!.status().round ? s : best), up[0]!)
     const assembled = await assembleAt(assembler, projection)
+    log.info('sim.assembled', { site: assembler.name, experts: assembled.experts, ms: phaseMs() })
     const finalLinks = takeLinkBytes()
     options.progress?.done()
     return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000, publication: { bytesPerLink: finalLinks, bytesSent: finalLinks.reduce((a, l) => a + l.bytes, 0) } }
@@ -374,8 +380,8 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   async function publishFinal (s: SimSite, projection: Projection): Promise<void> {
     const release = released.get(s.name)
     if (release === undefined || finalPublished.has(s.name)) return
-    finalPublished.add(s.name)
-    await publish(s, 3, { release })
+    finalPublished.set(s.name, '')
+    finalPublished.set(s.name, await publish(s, 3, { release }))
   }
 
   /** The observer's router for per-round scores: every release made so far, through the float32 tensors an artifact carries. */
@@ -387,12 +393,12 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   }
 
   /** The site's expert with its release 2, naming the routing artifact whose projection the release lives in. */
-  async function publish (s: SimSite, version: number, what: { release: SiteRelease }): Promise<void> {
+  async function publish (s: SimSite, version: number, what: { release: SiteRelease }): Promise<string> {
     if (routingHash === undefined) throw new TopologyError('release 2 before the routing projection was published')
     const router = new Map([...componentsToTensors(what.release), [PROJECTION_SOURCE, sourcesToTensor([routingHash])] as const])
     const expertId = `${s.name}.expert-${slots[s.index]!}`
     const previous = (await extras.get(s.name)!.registry.list()).filter(r => r.manifest.siteId === s.identity.peerId && r.manifest.expertId === expertId).map(r => r.manifest.version)
-    await extras.get(s.name)!.exchange.publish({
+    const published = await extras.get(s.name)!.exchange.publish({
       expertId,
       slot: slots[s.index]!,
       version,
@@ -402,6 +408,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
       params: learners[s.index]!.expertParams(),
       router
     })
+    return published.hash
   }
 
   async function ownArtifact (s: SimSite, version: number): Promise<Awaited<ReturnType<ExpertRegistry['load']>>> {
@@ -412,30 +419,34 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   }
 
   /**
-   * Until every site holds `count` artifacts at `version` or later. A site hears an announce
-   * only from peers it is connected to at that moment; one that still lacks artifacts after
-   * a few seconds asks every live peer for its inventory (what a long-lived node does on a timer).
+   * Until every site holds the final expert artifact of every site in `sites`. A site hears an
+   * announce only from peers it is connected to at that moment; one that still lacks artifacts
+   * after a few seconds asks every live peer for its inventory (what a long-lived node does on a
+   * timer). Why by hash, remembered, and all sites at once: with 32 sites the main thread is
+   * saturated by the mesh, so every store read waits a whole busy event-loop turn; polling each
+   * site's `usable()` one after the other took ~100 sequential reads per site per poll, and a
+   * poll of 32 sites took minutes (the "hang" after the last round of churn-32).
    */
-  async function waitForArtifacts (sites: SimSite[], count: number, version: number): Promise<void> {
-    const started = performance.now()
-    let lastSync = started
-    const done = new Set<string>()
+  async function waitForFinalArtifacts (sites: SimSite[]): Promise<void> {
+    const wanted = sites.map(s => finalPublished.get(s.name)).filter((h): h is string => h !== undefined && h !== '')
+    const missing = new Map(sites.map(s => [s.name, new Set(wanted)]))
+    let lastSync = performance.now()
     await waitFor(async () => {
-      const behind: SimSite[] = []
-      for (const s of sites) {
-        if (done.has(s.name)) continue
-        const usable = await extras.get(s.name)!.registry.usable()
-        if (usable.filter(r => r.manifest.version >= version).length >= count) done.add(s.name)
-        else behind.push(s)
-      }
+      await Promise.all(sites.map(async (s) => {
+        const registry = extras.get(s.name)!.registry
+        const lacks = missing.get(s.name)!
+        await Promise.all([...lacks].map(async (h) => { if (await registry.has(h)) lacks.delete(h) }))
+      }))
+      const behind = sites.filter(s => missing.get(s.name)!.size > 0)
       if (behind.length > 0 && performance.now() - lastSync > 5_000) {
         lastSync = performance.now()
+        log.info('sim.final-sync', { behind: behind.map(s => s.name), missing: behind.reduce((a, s) => a + missing.get(s.name)!.size, 0) })
         for (const s of behind) {
           for (const o of fleet!.up()) if (o !== s) extras.get(s.name)?.exchange.sync(o.identity.peerId).catch(() => {})
         }
       }
       return behind.length === 0
-    }, patience(60_000), `every site to hold ${count} verified artifacts at version ${version}`, 250)
+    }, patience(60_000), `every site to hold the ${wanted.length} final expert artifacts`, 250)
   }
 
   /** The latest verified expert artifact of every site (the routing artifact aside). */
