@@ -6,6 +6,7 @@
 import type { Projection } from '../coordinator/routing/projection.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
 import { TopologyError } from './errors.ts'
+import { sleep } from './sleep.ts'
 import type { Action } from './schedule.ts'
 
 export interface SiteEvent { round: number, kind: 'crash' | 'restart' | 'join' | 'leave' | 'partition' | 'heal' | 'slow' }
@@ -41,11 +42,3 @@ export async function waitFor (check: () => boolean | Promise<boolean>, timeoutM
     await sleep(pollMs)
   }
 }
-
-export async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })
-  })
-}
-

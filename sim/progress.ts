@@ -41,7 +41,8 @@ export interface ProgressInit {
 
 const ESC_CLEAR_LINE = '\r\x1b[2K'
 
-function fmtBytes (b: number): string {
+/** Bytes for people: 1.2 MB, 514.6 kB (decimal units, as link speeds are quoted). */
+export function fmtBytes (b: number): string {
   if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`
   if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`
   if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`

@@ -12,7 +12,7 @@ import { runBaselinesInWorker, type BaselineOutcome, type BaselineResults } from
 import { selectBackend } from '../node/model/backend.ts'
 import { loadSimData } from './data.ts'
 import { runNetworkedMoe, type MoeMethodResult } from './moe-method.ts'
-import type { Progress } from './progress.ts'
+import { fmtBytes, type Progress } from './progress.ts'
 import { renderReportHtml } from './report/html.ts'
 import { parseReport, REPORT_SCHEMA, type Report, type RoundRecord } from './report/schema.ts'
 import type { Topology } from './topology.ts'
@@ -151,11 +151,4 @@ export function summaryTable (report: Report): string {
     const line = r.map((cell, c) => c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)).join('   ')
     return i === 0 ? `${line}\n${widths.map(w => '-'.repeat(w)).join('   ')}` : line
   }).join('\n')
-}
-
-function fmtBytes (b: number): string {
-  if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`
-  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`
-  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`
-  return `${b} B`
 }

@@ -15,6 +15,7 @@ import type { CreateListenerOptions, DialTransportOptions, Listener, Transport, 
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { LinkPartitionedError } from '../errors.ts'
 import type { SimNetwork } from './network.ts'
+import { sleep } from '../sleep.ts'
 
 export interface ShapedTransportInit {
   /** The site this transport dials from. */
@@ -65,13 +66,4 @@ function shapingUpgrader (upgrader: Upgrader, init: ShapedTransportInit, remote:
     getStreamMuxers: () => upgrader.getStreamMuxers(),
     getConnectionEncrypters: () => upgrader.getConnectionEncrypters()
   }
-}
-
-async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  signal?.throwIfAborted()
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason) }
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }
