@@ -308,3 +308,17 @@ export class FederationError extends ForgemeshError {
   override name = 'FederationError'
   override readonly code = 'ERR_FEDERATION'
 }
+
+// --- pnet cipher memory (area "sim scale") ---
+
+/** The process holds as many pnet ciphers as its reserved cipher memory fits; a further connection is refused. */
+export class PnetCapacityError extends ForgemeshError {
+  override name = 'PnetCapacityError'
+  override readonly code = 'ERR_PNET_CAPACITY'
+}
+
+/** @libp2p/pnet's protected connection no longer has the shape the cipher bound relies on (a dependency upgrade). */
+export class PnetCipherError extends ForgemeshError {
+  override name = 'PnetCipherError'
+  override readonly code = 'ERR_PNET_CIPHER'
+}
