@@ -12,7 +12,7 @@ import { selectBackend } from '../node/model/backend.ts'
 import { loadSimData } from '../sim/data.ts'
 import { runNetworkedMoe } from '../sim/moe-method.ts'
 import { peakRssBytes } from '../sim/run.ts'
-import { scaleFigures, scaleTopology, type ScaleSpec } from '../sim/scale.ts'
+import { createFrameCensus, scaleFigures, scaleTopology, type ScaleSpec } from '../sim/scale.ts'
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as ScaleSpec
 const logger = createLogger('forgemesh:sim', { level: 'warn' })
@@ -21,8 +21,11 @@ await selectBackend('auto', logger)
 const data = await loadSimData(topology)
 const dir = await mkdtemp(join(tmpdir(), `forgemesh-scale-${spec.sites}-`))
 try {
-  const moe = await runNetworkedMoe(topology, data, { dir, evalRounds: new Set([spec.rounds]) }, { logger })
-  process.stdout.write(JSON.stringify(scaleFigures(spec.sites, moe, peakRssBytes())) + '\n')
+  const census = spec.census === true ? createFrameCensus() : undefined
+  const moe = await runNetworkedMoe(topology, data, { dir, evalRounds: new Set([spec.rounds]), ...(census !== undefined ? { wireTap: census.tap } : {}) }, { logger })
+  const figures = scaleFigures(spec.sites, moe, peakRssBytes())
+  if (census !== undefined) figures.frames = census.counts()
+  process.stdout.write(JSON.stringify(figures) + '\n')
 } finally {
   await rm(dir, { recursive: true, force: true })
 }

@@ -9,6 +9,8 @@
  * Round wall time grows with N here because one process plays every site;
  * the baseline it is compared against is the smallest size of the same run.
  * 64 sites on the in-memory transport: `--sizes 64 --transport memory`.
+ * `--census`: also count payload frames by protocol and kind (update sent,
+ * update resent, model announced, model fetched), per site and round.
  */
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -39,12 +41,21 @@ export default async function simScale (ctx: BenchContext): Promise<Figures> {
   if (transport !== 'tcp' && transport !== 'memory') throw new RangeError(`--transport: tcp or memory, got ${transport}`)
   const rounds = Number(arg(ctx.args, 'rounds', '5'))
   const rowsPerSite = Number(arg(ctx.args, 'rows', '1000'))
+  const census = ctx.args.includes('--census')
   const results: ScaleFigures[] = []
   ctx.print(`sites  setup B/site  round B/site  final B/site  round s  setup s  peak RSS MB  RSS MB/site  accuracy`)
   for (const sites of sizes) {
-    const r = await runOne({ sites, transport, rounds, rowsPerSite, testLimit: 2000, seed: 1 })
+    const r = await runOne({ sites, transport, rounds, rowsPerSite, testLimit: 2000, seed: 1, census })
     results.push(r)
     ctx.print(`${String(sites).padStart(5)}  ${String(r.setupBytesPerSite).padStart(12)}  ${String(r.roundBytesPerSite).padStart(12)}  ${String(r.publicationBytesPerSite).padStart(12)}  ${r.roundSeconds.toFixed(2).padStart(7)}  ${r.setupSeconds.toFixed(1).padStart(7)}  ${(r.peakRssBytes / 1e6).toFixed(0).padStart(11)}  ${(r.peakRssBytes / 1e6 / sites).toFixed(1).padStart(11)}  ${(r.accuracy * 100).toFixed(1).padStart(7)}%`)
+  }
+  if (census) {
+    ctx.print('frames per site per round (update and model protocols; whole run / N / rounds):')
+    for (const r of results) {
+      const per = Object.entries(r.frames ?? {}).filter(([k]) => k.startsWith('update:') || k.startsWith('model:'))
+        .map(([k, c]) => `${k} ${(c.frames / r.sites / rounds).toFixed(2)} (${Math.round(c.bytes / r.sites / rounds)} B)`)
+      ctx.print(`${String(r.sites).padStart(5)}  ${per.join(', ')}`)
+    }
   }
   const n = results.map(r => r.sites)
   const fit = (pick: (r: ScaleFigures) => number): number | null => results.length < 2 ? null : Number(growthExponent(n, results.map(pick)).toFixed(3))

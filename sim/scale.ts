@@ -15,6 +15,8 @@ export interface ScaleSpec {
   rowsPerSite: number
   testLimit: number
   seed: number
+  /** Count payload frames by protocol and kind (needs the sites in the bench's process). */
+  census?: boolean
 }
 
 const REGIONS = ['eu', 'us', 'asia', 'africa']
@@ -60,6 +62,8 @@ export interface ScaleFigures {
   wallSeconds: number
   accuracy: number
   peakRssBytes: number
+  /** With `census`: payload frames by protocol and kind over the whole run (createFrameCensus). */
+  frames?: Record<string, FrameCount>
 }
 
 export function scaleFigures (sites: number, moe: MoeMethodResult, peakRssBytes: number): ScaleFigures {
@@ -90,4 +94,67 @@ export function growthExponent (x: readonly number[], y: readonly number[]): num
   const sxx = pts.reduce((a, p) => a + (p[0] - mx) ** 2, 0)
   if (sxx === 0) return NaN
   return pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0) / sxx
+}
+
+/**
+ * Counts the payload frames every site writes, by protocol and header kind,
+ * from the plaintext wire tap (`wireTap` of runNetworkedMoe; inline runs
+ * only). An update frame for a (site, round) seen before is a *resend*; a
+ * model `announce` is a committed model pushed to a member, a model `get` a
+ * member fetching one (catch-up). Bytes of body parts go to the last frame
+ * head seen on the same (site, peer, protocol).
+ */
+export interface FrameCount { frames: number, bytes: number }
+export interface FrameCensus {
+  tap: (site: string, direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
+  /** `<protocol>:<kind>` (protocol without its /forgemesh/ prefix and version) -> frames and bytes; update resends as `update:update(resend)`. */
+  counts: () => Record<string, FrameCount>
+}
+
+const HEAD_BYTES = 8
+const textDecoder = new TextDecoder()
+
+function frameHead (bytes: Uint8Array): { kind?: unknown, round?: unknown, site?: unknown } | undefined {
+  if (bytes.byteLength < HEAD_BYTES + 2 || bytes[HEAD_BYTES] !== 0x7b) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (view.getUint32(4) !== bytes.byteLength - HEAD_BYTES) return undefined
+  try {
+    return JSON.parse(textDecoder.decode(bytes.subarray(HEAD_BYTES))) as { kind?: unknown }
+  } catch {
+    return undefined
+  }
+}
+
+export function createFrameCensus (): FrameCensus {
+  const counts = new Map<string, FrameCount>()
+  const lastKey = new Map<string, string>()
+  const updatesSeen = new Set<string>()
+  const add = (key: string, frames: number, bytes: number): void => {
+    const c = counts.get(key) ?? { frames: 0, bytes: 0 }
+    c.frames += frames
+    c.bytes += bytes
+    counts.set(key, c)
+  }
+  return {
+    tap: (site, direction, peerId, protocol, bytes) => {
+      if (direction !== 'out') return
+      const name = protocol.replace(/^\/forgemesh\//, '').replace(/\/[0-9.]+$/, '')
+      const stream = `${site}\u0000${peerId}\u0000${protocol}`
+      const head = frameHead(bytes)
+      if (head === undefined) {
+        add(lastKey.get(stream) ?? `${name}:?`, 0, bytes.byteLength)
+        return
+      }
+      let kind = typeof head.kind === 'string' ? head.kind : '?'
+      if (name === 'update' && kind === 'update') {
+        const id = `${String(head.site)}\u0000${String(head.round)}`
+        if (updatesSeen.has(id)) kind = 'update(resend)'
+        updatesSeen.add(id)
+      }
+      const key = `${name}:${kind}`
+      lastKey.set(stream, key)
+      add(key, 1, bytes.byteLength)
+    },
+    counts: () => Object.fromEntries([...counts.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+  }
 }
