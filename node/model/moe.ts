@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { ModelInputError } from '../errors.ts'
+import { affine, applyOneHot, applyOneHotT, type OneHot } from './linear.ts'
 import { assembleClassifier, checkInputTensor, createVariableStore, gelu, mapChunks, rowsOf, type ClassifierModel, type ForwardOptions, type ForwardResult } from './model.ts'
 import { initParams, paramDefs } from './params.ts'
 import type { MoeSpec } from './spec.ts'
@@ -64,19 +65,21 @@ export function gateRoutes (gates: Float32Array, n: number, experts: number): In
  * experts' inputs, select^T y scatters their outputs back; `owner` (slots x E)
  * marks each slot's expert, to read each slot's gate out of select g.
  */
-function slotsOf (rows: Int32Array[], n: number, experts: number): { select: tf.Tensor2D, owner: tf.Tensor2D, total: number } {
+function slotsOf (rows: Int32Array[], n: number, experts: number): { select: OneHot, owner: tf.Tensor2D, total: number } {
   const total = rows.reduce((s, r) => s + r.length, 0)
   const select = new Float32Array(total * n)
+  const selectT = new Float32Array(n * total)
   const owner = new Float32Array(total * experts)
   let slot = 0
   for (let e = 0; e < experts; e++) {
     for (const row of rows[e]!) {
       select[slot * n + row] = 1
+      selectT[row * total + slot] = 1
       owner[slot * experts + e] = 1
       slot++
     }
   }
-  return { select: tf.tensor2d(select, [total, n]), owner: tf.tensor2d(owner, [total, experts]), total }
+  return { select: { m: tf.tensor2d(select, [total, n]), mT: tf.tensor2d(selectT, [n, total]) }, owner: tf.tensor2d(owner, [total, experts]), total }
 }
 
 export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(spec)): ClassifierModel {
@@ -85,7 +88,9 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
   const v = (name: string): tf.Tensor2D => store.variables.get(name)! as tf.Tensor2D
   const E = spec.experts
 
-  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(tf.fused.matMul({ a: x, b: v('shared.trunk.w'), bias: v('shared.trunk.b') })) as tf.Tensor2D
+  const b = (name: string): tf.Tensor1D => store.variables.get(name)! as tf.Tensor1D
+  // The input is data: no gradient for it.
+  const trunk = (x: tf.Tensor2D): tf.Tensor2D => gelu(affine(x, v('shared.trunk.w'), b('shared.trunk.b'), false)) as tf.Tensor2D
 
   const forward = (x: tf.Tensor2D, options: ForwardOptions = {}): ForwardResult => {
     checkInputTensor(x, spec.inputDim)
@@ -98,7 +103,7 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
       rows = gateRoutes(options.gates, n, E)
       gates = tf.tensor2d(options.gates, [n, E])
     } else {
-      const probs = tf.softmax(tf.fused.matMul({ a: h, b: v('shared.router.w'), bias: v('shared.router.b') }))
+      const probs = tf.softmax(affine(h, v('shared.router.w'), b('shared.router.b')))
       const routes = topKRoutes(probs.dataSync(), n, E, spec.topK)
       rows = routes.rows
       const masked = probs.mul(tf.tensor2d(routes.mask, [n, E]))
@@ -112,22 +117,22 @@ export function createMoeModel (spec: MoeSpec, initial: TensorMap = initParams(s
     const { select, owner, total } = slotsOf(rows, n, E)
     let z = h
     if (total > 0) {
-      const hs = tf.matMul(select, h)
-      const gs = tf.matMul(select, gates).mul(owner).sum(1, true)
+      const hs = applyOneHot(select, h)
+      const gs = applyOneHot(select, gates).mul(owner).sum(1, true)
       const outs: tf.Tensor2D[] = []
       let offset = 0
       for (let e = 0; e < E; e++) {
         const count = rows[e]!.length
         if (count === 0) continue
         const he = tf.slice(hs, [offset, 0], [count, spec.width])
-        const hidden = gelu(tf.fused.matMul({ a: he, b: v(`expert.${e}.w1`), bias: v(`expert.${e}.b1`) })) as tf.Tensor2D
-        outs.push(tf.fused.matMul({ a: hidden, b: v(`expert.${e}.w2`), bias: v(`expert.${e}.b2`) }) as tf.Tensor2D)
+        const hidden = gelu(affine(he, v(`expert.${e}.w1`), b(`expert.${e}.b1`))) as tf.Tensor2D
+        outs.push(affine(hidden, v(`expert.${e}.w2`), b(`expert.${e}.b2`)))
         offset += count
       }
       const ys = outs.length === 1 ? outs[0]! : tf.concat(outs, 0)
-      z = h.add(tf.matMul(select, ys.mul(gs) as tf.Tensor2D, true, false)) as tf.Tensor2D
+      z = h.add(applyOneHotT(select, ys.mul(gs) as tf.Tensor2D)) as tf.Tensor2D
     }
-    const logits = tf.fused.matMul({ a: z, b: v('shared.head.w'), bias: v('shared.head.b') }) as tf.Tensor2D
+    const logits = affine(z, v('shared.head.w'), b('shared.head.b'))
     return { logits, aux, routed: Int32Array.from(rows, r => r.length) }
   }
 
