@@ -7,13 +7,13 @@ import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import type { z } from 'zod'
 import { createSeededRandom } from '../coordinator/components.ts'
-import { decodeUpdateBody } from '../node/mesh/update.ts'
+import { decodeTrailedUpdateBody, decodeUpdateBody } from '../node/mesh/update.ts'
 import { ArtifactRequest, ArtifactResponse } from '../protocols/artifact/artifact.ts'
 import { decodeFrame, encodeFrame, ErrorHeader, FrameParser } from '../protocols/frame/frame.ts'
 import { MembershipRequest, MembershipResponse } from '../protocols/membership/membership.ts'
 import { ModelRequest, ModelResponse } from '../protocols/model/model.ts'
 import { decodeTensors, encodeTensors } from '../protocols/tensor-codec/index.ts'
-import { UpdateRequest, UpdateResponse } from '../protocols/update/update.ts'
+import { UpdateDigest, UpdateFrame, UpdateRequest, UpdateResponse } from '../protocols/update/update.ts'
 import { memory, mutateBytes, mutateHeader, randomBytes, run as runAll, WEIRD, type Tally } from './support/fuzz.ts'
 
 const N = 10_000
@@ -24,6 +24,8 @@ const samples: Array<[string, z.ZodType, unknown[]]> = [
   ['membership request', MembershipRequest, [{ kind: 'hello', site: 'a', roles: ['member'], capabilities: ['train'], modelSpecHash: H, protocols: ['/forgemesh/update/1.0.0'] }]],
   ['membership response', MembershipResponse, [{ kind: 'welcome', site: 'b', roles: [], capabilities: [], modelSpecHash: H, protocols: [] }, { kind: 'refuse', code: 'model-spec-mismatch', reason: 'x' }]],
   ['update request', UpdateRequest, [{ kind: 'update', round: 3, site: 'a', dtype: 'int8', bodyHash: H, numSamples: 10, meta: { loss: 0.5 } }]],
+  ['update frame (1.1.0)', UpdateFrame, [{ kind: 'update', round: 3, site: 'a', dtype: 'f32', numSamples: 10 }, { kind: 'update', round: 1, site: 'b', dtype: 'f16', bodyHash: H, meta: { loss: 0.5 } }]],
+  ['update digest (1.1.0)', UpdateDigest, [{ kind: 'digest', bodyHash: H }]],
   ['update response', UpdateResponse, [{ kind: 'ack', round: 3, accepted: true }, { kind: 'ack', round: 1, accepted: false, reason: 'late' }]],
   ['model request', ModelRequest, [{ kind: 'get', round: 'latest' }, { kind: 'announce', round: 2, hash: H, bytes: 10, dtype: 'f32', inline: true }]],
   ['model response', ModelResponse, [{ kind: 'aggregate', round: 2, hash: H, bytes: 10, dtype: 'f16', inline: false }, { kind: 'missing', round: 4 }]],
@@ -72,7 +74,7 @@ describe('fuzzing every wire decoder', () => {
     })
   }
 
-  it(`tensor codec and update bodies: ${N} random, mutated and re-hashed bodies each`, () => {
+  it(`tensor codec and update bodies (1.0.0 and 1.1.0): ${N} random, mutated and re-hashed bodies each`, () => {
     const rng = createSeededRandom('fuzz/tensors')
     const valid = (['f32', 'f16', 'int8'] as const).map(dtype => encodeTensors(new Map([
       ['a', { shape: [3, 5], data: Float32Array.from({ length: 15 }, () => rng.normal()) }],
@@ -111,8 +113,15 @@ describe('fuzzing every wire decoder', () => {
     }
     const before = memory()
     const codec = run(bytes => decodeTensors(bytes, { maxBytes: 1 << 20 }), inputs())
-    const update = run(bytes => decodeUpdateBody({ kind: 'update', round: 1, site: 's', dtype: 'f32', bodyHash: bytes.length >= 36 ? Buffer.from(bytes.subarray(4, 36)).toString('hex') : H }, bytes, 1 << 20), inputs())
-    for (const t of [codec, update]) {
+    const carried = (bytes: Uint8Array): string => bytes.length >= 36 ? Buffer.from(bytes.subarray(4, 36)).toString('hex') : H
+    const update = run(bytes => decodeUpdateBody({ kind: 'update', round: 1, site: 's', dtype: 'f32', bodyHash: carried(bytes) }, bytes, 1 << 20), inputs())
+    // 1.1.0: the same bodies with the carried hash as their trailing digest, the hash field zeroed in transit.
+    const trailed = run((bytes) => {
+      const digest = carried(bytes)
+      if (bytes.length >= 36) bytes.fill(0, 4, 36)
+      return decodeTrailedUpdateBody({ kind: 'update', round: 1, site: 's', dtype: 'f32' }, bytes, { kind: 'digest', bodyHash: digest }, 1 << 20)
+    }, inputs())
+    for (const t of [codec, update, trailed]) {
       expect(t.escaped).toEqual([])
       expect(t.inputs).toBe(N)
       expect(t.rejected.get('TensorChecksumError') ?? 0).toBeGreaterThan(N / 10)

@@ -145,9 +145,16 @@ export class FrameStream {
     return frame
   }
 
-  /** One frame; a body given as parts goes out part by part, never joined. */
-  async write (header: unknown, body?: Uint8Array | readonly Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<void> {
-    for (const part of encodeFrameParts(header, body)) {
+  /**
+   * One frame; a body given as parts goes out part by part, never joined.
+   * `onBodyPart` sees each body part just before it is sent (a sender that
+   * hashes while it writes).
+   */
+  async write (header: unknown, body?: Uint8Array | readonly Uint8Array[], options: { signal?: AbortSignal, onBodyPart?: (part: Uint8Array) => void } = {}): Promise<void> {
+    const parts = encodeFrameParts(header, body)
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!
+      if (i > 0) options.onBodyPart?.(part)
       this.tap?.('out', this.peerId, this.protocol, part)
       this.count?.('out', part.byteLength)
       let ok: boolean

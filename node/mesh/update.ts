@@ -4,25 +4,35 @@
  * body against its hash, decodes it and hands it to the rounds layer's
  * callback; the callback decides, this file only moves bytes.
  *
- * Each byte is touched as few times as the checks allow: f32 tensors go to
- * the stream straight from the caller's arrays (hashed once, never copied
- * into a body), and the receiver hashes the body while it arrives, then
- * decodes f32 tensors as views of the received frame.
+ * Each byte is touched as few times as the checks allow. On 1.1.0 the sender
+ * hashes each slice of the body just before writing it and sends the digest
+ * after the body (the first byte leaves at once, hashing overlaps the wire);
+ * f32 tensors go out straight from the caller's arrays. The receiver hashes
+ * the body while it arrives, compares with the trailing digest before it
+ * decodes, then decodes f32 tensors as views of the received frame.
+ * 1.0.0 (hash in the header, computed before sending) is still served, and
+ * spoken to a peer that does not speak 1.1.0.
  */
+import { createHash } from 'node:crypto'
 import type { Logger } from '../../coordinator/components.ts'
-import { TensorChecksumError, TensorCodecError } from '../../protocols/errors.ts'
+import { FrameDecodeError, TensorChecksumError, TensorCodecError } from '../../protocols/errors.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
-import { BODY_HASH_FROM } from '../../protocols/tensor-codec/constants.ts'
-import { decodeTensors, encodeTensorParts, tensorBodyHash } from '../../protocols/tensor-codec/tensor-codec.ts'
-import { UPDATE_MAX_FRAME_BYTES, UPDATE_PROTOCOL, UPDATE_TIMEOUT_MS } from '../../protocols/update/constants.ts'
-import { UpdateAck, UpdateRequest } from '../../protocols/update/update.ts'
-import type { SiteHost } from './host.ts'
+import { BODY_HASH_FROM, HASH_BYTES, HASH_OFFSET, MANIFEST_OFFSET } from '../../protocols/tensor-codec/constants.ts'
+import { decodeTensors, encodeTensorParts, encodeTensorPartsUnhashed, tensorBodyHash } from '../../protocols/tensor-codec/tensor-codec.ts'
+import {
+  UPDATE_MAX_FRAME_BYTES, UPDATE_PROTOCOL, UPDATE_PROTOCOL_1_0, UPDATE_SLICE_BYTES, UPDATE_SMALL_FRAME_BYTES, UPDATE_TIMEOUT_MS
+} from '../../protocols/update/constants.ts'
+import { UpdateAck, UpdateDigest, UpdateFrame, UpdateRequest } from '../../protocols/update/update.ts'
+import { MeshRequestTimeoutError, MeshStreamError } from '../errors.ts'
+import type { FrameStream } from './frame-stream.ts'
+import type { FrameContext, SiteHost } from './host.ts'
 
 export type UpdateHeader = UpdateRequest
 export type UpdateVerdict = { accepted: boolean, reason?: string }
 
 export interface ReceivedUpdate {
   peerId: string
+  /** bodyHash is the verified body hash, whichever version carried it. */
   header: UpdateHeader
   tensors: TensorMap
 }
@@ -65,39 +75,131 @@ export function decodeUpdateBody (header: UpdateHeader, body: Uint8Array | undef
   return decodeTensors(body, digest === undefined ? { maxBytes, copy: false } : { maxBytes, copy: false, digest })
 }
 
+/**
+ * Decodes a 1.1.0 body whose sha256 came after it. `digest` is what this
+ * site hashed on arrival; the trailer must match it, and only then is the
+ * body's zero hash field filled in (the body is ours) and the body decoded.
+ */
+export function decodeTrailedUpdateBody (header: UpdateFrame, body: Uint8Array | undefined, trailer: UpdateDigest, maxBytes: number, digest?: Uint8Array): { header: UpdateHeader, tensors: TensorMap } {
+  if (body === undefined) throw new TensorCodecError(`update for round ${header.round} has no body`)
+  if (body.byteLength < MANIFEST_OFFSET) throw new TensorCodecError(`update body of ${body.byteLength} bytes is shorter than its ${MANIFEST_OFFSET}-byte preamble`)
+  const actual = Buffer.from(digest ?? createHash('sha256').update(body.subarray(BODY_HASH_FROM)).digest())
+  if (actual.byteLength !== HASH_BYTES) throw new TensorCodecError(`a body digest is ${HASH_BYTES} bytes, got ${actual.byteLength}`)
+  const hex = actual.toString('hex')
+  if (hex !== trailer.bodyHash) throw new TensorChecksumError(`update for round ${header.round} is followed by digest ${trailer.bodyHash} but its body hashes to ${hex}`)
+  body.set(actual, HASH_OFFSET)
+  const full: UpdateHeader = { ...header, bodyHash: hex }
+  return { header: full, tensors: decodeTensors(body, { maxBytes, copy: false, digest: actual }) }
+}
+
+/** Subarrays of at most `size` bytes, in order (no copies). */
+function slices (parts: readonly Uint8Array[], size: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  for (const p of parts) for (let off = 0; off < p.byteLength; off += size) out.push(p.subarray(off, off + size))
+  return out
+}
+
+const isUnsupported = (err: unknown): boolean =>
+  err instanceof MeshStreamError && (err.cause as Error | undefined)?.name === 'UnsupportedProtocolError'
+
 export function createUpdateService (init: UpdateServiceInit, components: { host: SiteHost, logger: Logger }): UpdateService {
   const { host, logger: log } = components
   const maxFrameBytes = init.maxFrameBytes ?? UPDATE_MAX_FRAME_BYTES
   const timeoutMs = init.timeoutMs ?? UPDATE_TIMEOUT_MS
+  /** Peers found not to speak 1.1.0: sent 1.0.0 from then on. */
+  const legacyPeers = new Set<string>()
   let callback: UpdateCallback | undefined
   let started = false
+
+  const verdictOf = async (ctx: FrameContext, header: UpdateHeader, tensors: TensorMap, bytes: number | undefined): Promise<UpdateAck> => {
+    const verdict = callback === undefined
+      ? { accepted: false, reason: 'this site takes no updates' }
+      : await callback({ peerId: ctx.peerId, header, tensors }, ctx.signal)
+    log.debug('update.received', { peer: ctx.peerId, protocol: ctx.protocol, round: header.round, site: header.site, bytes, accepted: verdict.accepted })
+    const ack: UpdateAck = { kind: 'ack', round: header.round, accepted: verdict.accepted }
+    if (verdict.reason !== undefined) ack.reason = verdict.reason.slice(0, 1024)
+    return ack
+  }
+
+  /** 1.1.0: an update frame, then a digest frame unless the update named its hash. */
+  const receive = async (fs: FrameStream, ctx: FrameContext): Promise<void> => {
+    const frame = await fs.read(UpdateFrame, { signal: ctx.signal })
+    if (frame === undefined) return
+    let received: { header: UpdateHeader, tensors: TensorMap }
+    const named = frame.header.bodyHash
+    if (named !== undefined) {
+      const header: UpdateHeader = { ...frame.header, bodyHash: named }
+      received = { header, tensors: decodeUpdateBody(header, frame.body, maxFrameBytes, frame.bodyDigest) }
+    } else {
+      const trailer = await fs.read(UpdateDigest, { signal: ctx.signal })
+      if (trailer === undefined) throw new FrameDecodeError(`update for round ${frame.header.round} ended before its digest frame`)
+      received = decodeTrailedUpdateBody(frame.header, frame.body, trailer.header, maxFrameBytes, frame.bodyDigest)
+    }
+    const ack = await verdictOf(ctx, received.header, received.tensors, frame.body?.byteLength)
+    await fs.write(ack, undefined, { signal: ctx.signal })
+    await fs.closeWrite({ signal: ctx.signal })
+  }
+
+  /** 1.1.0 with a trailing digest: hash each slice just before it is written. */
+  const sendTrailing = async (peerId: string, header: UpdateFrame, parts: readonly Uint8Array[], signal: AbortSignal): Promise<UpdateAck> => {
+    const fs = await host.openStream(peerId, UPDATE_PROTOCOL, { maxFrameBytes: UPDATE_SMALL_FRAME_BYTES, signal })
+    try {
+      const hasher = createHash('sha256')
+      let skip = BODY_HASH_FROM // the preamble's magic and (zero) hash field are not hashed
+      await fs.write(header, slices(parts, UPDATE_SLICE_BYTES), {
+        signal,
+        onBodyPart: (part) => {
+          if (skip >= part.byteLength) { skip -= part.byteLength; return }
+          hasher.update(skip === 0 ? part : part.subarray(skip))
+          skip = 0
+        }
+      })
+      await fs.write({ kind: 'digest', bodyHash: hasher.digest('hex') } satisfies UpdateDigest, undefined, { signal })
+      await fs.closeWrite({ signal })
+      const response = await fs.read(UpdateAck, { signal })
+      if (response === undefined) throw new MeshStreamError(`${peerId} closed ${UPDATE_PROTOCOL} without answering`)
+      return response.header
+    } catch (err) {
+      fs.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    }
+  }
 
   return {
     start: async () => {
       if (started) return
       started = true
-      await host.handle(UPDATE_PROTOCOL, async (frame, ctx) => {
-        const header = frame.header
-        const tensors = decodeUpdateBody(header, frame.body, maxFrameBytes, frame.bodyDigest)
-        const verdict = callback === undefined
-          ? { accepted: false, reason: 'this site takes no updates' }
-          : await callback({ peerId: ctx.peerId, header, tensors }, ctx.signal)
-        log.debug('update.received', { peer: ctx.peerId, round: header.round, site: header.site, bytes: frame.body?.byteLength, accepted: verdict.accepted })
-        const ack: UpdateAck = { kind: 'ack', round: header.round, accepted: verdict.accepted }
-        if (verdict.reason !== undefined) ack.reason = verdict.reason.slice(0, 1024)
-        return { header: ack }
+      await host.handleStream(UPDATE_PROTOCOL, receive, { maxFrameBytes, timeoutMs, bodyDigestFrom: BODY_HASH_FROM })
+      await host.handle(UPDATE_PROTOCOL_1_0, async (frame, ctx) => {
+        const tensors = decodeUpdateBody(frame.header, frame.body, maxFrameBytes, frame.bodyDigest)
+        return { header: await verdictOf(ctx, frame.header, tensors, frame.body?.byteLength) }
       }, { maxFrameBytes, schema: UpdateRequest, timeoutMs, bodyDigestFrom: BODY_HASH_FROM })
     },
     onUpdate: (cb) => { callback = cb },
     send: async (peerId, update, options = {}) => {
       const { tensors, body: given, blockSize, ...rest } = update
-      const encoded = given === undefined
-        ? encodeTensorParts(tensors ?? new Map(), blockSize === undefined ? { dtype: update.dtype } : { dtype: update.dtype, blockSize })
-        : { parts: [given], hash: tensorBodyHash(given) }
+      const encodeOptions = blockSize === undefined ? { dtype: update.dtype } : { dtype: update.dtype, blockSize }
+      const limitMs = options.timeoutMs ?? timeoutMs
+      if (!legacyPeers.has(peerId)) {
+        const timeout = AbortSignal.timeout(limitMs)
+        const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
+        try {
+          // A pre-encoded body carries its hash already: name it up front, no trailer.
+          if (given !== undefined) return await sendTrailing(peerId, { kind: 'update', ...rest, bodyHash: tensorBodyHash(given) }, [given], signal)
+          return await sendTrailing(peerId, { kind: 'update', ...rest }, encodeTensorPartsUnhashed(tensors ?? new Map(), encodeOptions).parts, signal)
+        } catch (err) {
+          if (!isUnsupported(err)) {
+            if (timeout.aborted && options.signal?.aborted !== true) throw new MeshRequestTimeoutError(`${UPDATE_PROTOCOL} request to ${peerId} got no answer within ${limitMs} ms`)
+            throw err
+          }
+          legacyPeers.add(peerId)
+          log.info('update.legacy-peer', { peer: peerId, protocol: UPDATE_PROTOCOL_1_0 })
+        }
+      }
+      const encoded = given === undefined ? encodeTensorParts(tensors ?? new Map(), encodeOptions) : { parts: [given], hash: tensorBodyHash(given) }
       const header: UpdateHeader = { kind: 'update', ...rest, bodyHash: encoded.hash }
-      const body = encoded.parts
-      const response = await host.request(peerId, UPDATE_PROTOCOL, { header, body }, {
-        schema: UpdateAck, timeoutMs: options.timeoutMs ?? timeoutMs, signal: options.signal
+      const response = await host.request(peerId, UPDATE_PROTOCOL_1_0, { header, body: encoded.parts }, {
+        schema: UpdateAck, timeoutMs: limitMs, ...(options.signal !== undefined ? { signal: options.signal } : {})
       })
       return response.header
     }

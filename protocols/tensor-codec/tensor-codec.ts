@@ -109,6 +109,13 @@ function plan (map: TensorMap, options: EncodeOptions): Plan {
 }
 
 export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Array {
+  const out = encodeBody(map, options)
+  out.set(createHash('sha256').update(out.subarray(MANIFEST_LENGTH_OFFSET)).digest(), HASH_OFFSET)
+  return out
+}
+
+/** The body with its hash field still zero. */
+function encodeBody (map: TensorMap, options: EncodeOptions): Uint8Array {
   const { dtype, blockSize, entries, head, dataTotal } = plan(map, options)
   const out = new Uint8Array(head.byteLength + dataTotal)
   out.set(head, 0)
@@ -117,7 +124,6 @@ export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Arr
     const data = map.get(entry.name)!.data
     off += writeTensor(out, off, entry.name, data, dtype, blockSize)
   }
-  out.set(createHash('sha256').update(out.subarray(MANIFEST_LENGTH_OFFSET)).digest(), HASH_OFFSET)
   return out
 }
 
@@ -127,23 +133,33 @@ export function encodeTensors (map: TensorMap, options: EncodeOptions): Uint8Arr
  * sent), hashed straight from there. Other dtypes convert, so they copy.
  */
 export function encodeTensorParts (map: TensorMap, options: EncodeOptions): EncodedTensorParts {
+  const { parts, byteLength } = encodeTensorPartsUnhashed(map, options)
+  const hasher = createHash('sha256').update(parts[0]!.subarray(MANIFEST_LENGTH_OFFSET))
+  for (let i = 1; i < parts.length; i++) hasher.update(parts[i]!)
+  const digest = hasher.digest()
+  parts[0]!.set(digest, HASH_OFFSET)
+  return { parts, byteLength, hash: digest.toString('hex') }
+}
+
+/**
+ * encodeTensorParts without the hash: the body's hash field stays zero and
+ * nothing is hashed here. For a protocol that sends the sha256 after the
+ * body, so the sender hashes each part while it writes it (the digest is
+ * what the hash field would hold: sha256 from BODY_HASH_FROM to the end).
+ * The first part always holds the preamble.
+ */
+export function encodeTensorPartsUnhashed (map: TensorMap, options: EncodeOptions): { parts: [Uint8Array, ...Uint8Array[]], byteLength: number } {
   if (options.dtype !== 'f32') {
-    const body = encodeTensors(map, options)
-    return { parts: [body], byteLength: body.byteLength, hash: tensorBodyHash(body) }
+    const body = encodeBody(map, options)
+    return { parts: [body], byteLength: body.byteLength }
   }
   const { entries, head, dataTotal } = plan(map, options)
-  const hasher = createHash('sha256').update(head.subarray(MANIFEST_LENGTH_OFFSET))
-  const parts = [head]
+  const parts: [Uint8Array, ...Uint8Array[]] = [head]
   for (const entry of entries) {
     const data = map.get(entry.name)!.data
-    if (data.length === 0) continue
-    const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-    hasher.update(view)
-    parts.push(view)
+    if (data.length > 0) parts.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
   }
-  const digest = hasher.digest()
-  head.set(digest, HASH_OFFSET)
-  return { parts, byteLength: head.byteLength + dataTotal, hash: digest.toString('hex') }
+  return { parts, byteLength: head.byteLength + dataTotal }
 }
 
 /** Writes one tensor at `off` (4-aligned within `out`); returns the bytes used. */
