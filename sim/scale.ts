@@ -155,6 +155,6 @@ export function createFrameCensus (): FrameCensus {
       lastKey.set(stream, key)
       add(key, 1, bytes.byteLength)
     },
-    counts: () => Object.fromEntries([...counts.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+    counts: () => Object.fromEntries([...counts.entries()].map(([k, c]) => [k, { ...c }] as const).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
   }
 }

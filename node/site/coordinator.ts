@@ -11,6 +11,15 @@
  * A missed quorum or a participant cut off for misbehaving reopens the round
  * (nothing committed); updates already received for the round are fed to the
  * new attempt again, since nothing of the failed attempt counted.
+ *
+ * Members hold a commit before the coordinator has written it, so they train
+ * and send the next round's update while the coordinator is still announcing
+ * to the others, writing, or about to open. Such an update is *held early*
+ * (and acknowledged) when it is for exactly the round this coordinator opens
+ * next and was computed from exactly the commit it is publishing or last
+ * wrote; it enters the round when the round opens, like any other. Without
+ * this, every member resent its whole update with backoff until the round
+ * opened, and more often the more members the coordinator announced to.
  */
 import type { Clock, Logger, Random } from '../../coordinator/components.ts'
 import { summarizeRoundBytes } from '../../coordinator/compression/accounting.ts'
@@ -92,6 +101,11 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
   let finalizing = false
   /** Members this coordinator has asked for rounds it missed, this term. */
   const caughtUpWith = new Set<string>()
+  /** Next-round updates that arrived before the round opened (see the file comment), by site. */
+  let early = new Map<string, IncomingUpdate>()
+  let earlyRound = 0
+  /** The commit being announced: members that took it compute the next round from its aggregate. */
+  let publishing: { round: number, aggregateHash: string } | undefined
   let secureBusy = false
   let secureRound_ = 0
   let secureAttempt = 0
@@ -109,6 +123,44 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     machine = undefined
     held = new Map()
     heldRound = 0
+  }
+
+  /** Early updates outlive a dropped machine (adoption checks their base) but not the term. */
+  const forgetEarly = (): void => {
+    early = new Map()
+    earlyRound = 0
+  }
+
+  /** The round this coordinator opens next, and the base its members' updates for it must have. */
+  const upcoming = (): { round: number, base: string } => publishing !== undefined
+    ? { round: publishing.round + 1, base: publishing.aggregateHash }
+    : { round: commits.lastRound() + 1, base: commits.globalHash() }
+
+  /** Holds `u` if it is for the round that opens next and from the base it opens with. */
+  const holdEarly = (u: IncomingUpdate, st: ReturnType<RoundMachine['status']> | undefined): Verdict | undefined => {
+    if (init.secure !== undefined) return undefined
+    const next = upcoming()
+    if (u.round !== next.round || u.baseHash !== next.base) return undefined
+    // A round already past collecting is the machine's to judge (past-deadline).
+    if (st !== undefined && st.round === u.round && st.phase !== 'idle') return undefined
+    if (earlyRound !== u.round) { early = new Map(); earlyRound = u.round }
+    const had = early.get(u.site)
+    if (had !== undefined) return had.nonce === u.nonce ? { accepted: true, reason: 'duplicate' } : { accepted: false, reason: `duplicate-site: another update from '${u.site}' for round ${u.round} is held` }
+    early.set(u.site, { ...u, delta: u.delta.slice() })
+    log.debug('update.held-early', { round: u.round, site: u.site })
+    return { accepted: true }
+  }
+
+  /** At open: the early updates made from this round's base join the held ones, to be fed in. */
+  const adoptEarly = (round: number): void => {
+    if (earlyRound === round) {
+      for (const [site, u] of early) {
+        if (u.baseHash !== baseHash) continue
+        if (heldRound !== round) { held = new Map(); heldRound = round }
+        if (!held.has(site)) held.set(site, u)
+      }
+    }
+    if (earlyRound <= round) { early = new Map(); earlyRound = 0 }
   }
 
   const schedule = (): void => {
@@ -160,11 +212,20 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     const bundle = { record, aggregateBytes, strategyState, facts: { bytes: outcome.bytes } }
     const commit = encodeCommitBundle(bundle)
     const peers = presence.live().filter(p => p !== components.selfPeerId)
+    publishing = { round, aggregateHash: record.aggregateHash }
+    try {
+      return await announceAndWrite(round, peers, commit, bundle, record.aggregateHash)
+    } finally {
+      publishing = undefined
+    }
+  }
+
+  const announceAndWrite = async (round: number, peers: string[], commit: ReturnType<typeof encodeCommitBundle>, bundle: Parameters<CommitPath['commitOwn']>[0], aggregateHash: string): Promise<{ published: boolean, aggregateHash: string }> => {
     const answers = await Promise.allSettled(peers.map(async p => await components.model.announce(p, commit, { signal: AbortSignal.timeout(init.announceTimeoutMs) })))
     const conflict = answers.findIndex(a => a.status === 'fulfilled' && !a.value.accepted && a.value.reason?.startsWith('conflict') === true)
     if (conflict >= 0) {
       log.warn('round.conflict', { round, peer: peers[conflict] })
-      return { published: false, aggregateHash: record.aggregateHash }
+      return { published: false, aggregateHash }
     }
     answers.forEach((a, i) => {
       if (a.status === 'rejected') log.info('announce.failed', { round, peer: peers[i], error: (a.reason as Error).message })
@@ -175,9 +236,9 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     } catch (err) {
       if (!(err instanceof RoundConflictError)) throw err
       log.warn('round.conflict', { round, error: err.message })
-      return { published: false, aggregateHash: record.aggregateHash }
+      return { published: false, aggregateHash }
     }
-    return { published: true, aggregateHash: record.aggregateHash }
+    return { published: true, aggregateHash }
   }
 
   const strategyState = async (): Promise<JsonValue> => {
@@ -298,10 +359,13 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
     retire: () => {
       if (machine !== undefined) log.info('coordinator.retired', { round: machine.status().round })
       drop()
+      forgetEarly()
       caughtUpWith.clear()
     },
     receive: (u) => {
       const m = machine
+      const heldEarly = m?.status().phase === 'collecting' && m.status().round === u.round ? undefined : holdEarly(u, m?.status())
+      if (heldEarly !== undefined) return heldEarly
       if (m === undefined) return { accepted: false, reason: 'not-collecting: this coordinator has not opened a round yet' }
       const st = m.status()
       if (u.round === st.round && st.phase === 'collecting' && u.baseHash !== baseHash) {
@@ -328,13 +392,15 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
       handle(m, m.abort(`participant ${site} was cut off`, { participants: participants().filter(s => s !== site) }))
     },
     isLeading: () => machine !== undefined,
-    stop: drop
+    stop: () => { drop(); forgetEarly() }
   }
 
   function open (m: RoundMachine): void {
     const list = participants()
     if (list.length < init.minParticipants) return
     baseHash = commits.globalHash()
-    handle(m, [m.open(list)])
+    const opened = m.open(list)
+    adoptEarly(opened.round)
+    handle(m, [opened])
   }
 }
