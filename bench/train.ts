@@ -7,7 +7,9 @@
  * (target >= 1.7 on 2 cores).
  *
  * Args: --seconds S (per timed run, default 2), --batch B (default 128),
- * --reps R (alternating single/pair runs, best counts; default 3).
+ * --reps R (alternating single/pair runs, best counts; default 3),
+ * --width D (trunk width and expert hidden size, default 128; the ratio
+ * grows with the products' size, see docs/model.md).
  * The GPU path: `--backends gpu,wasm` once tfjs-node-gpu is installed.
  */
 import { createSilentLogger } from '../coordinator/components.ts'
@@ -72,10 +74,11 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   const reps = Number(arg(ctx.args, 'reps', '3'))
   const backends = arg(ctx.args, 'backends', 'wasm,cpu').split(',').map(parseBackendPreference)
   const data = shareLabeledData(await loadMnist({ split: 'train', limit: 10_000 }))
-  const moe = parseMoeSpec({ inputDim: 784, width: 128, expertHidden: 128, experts: 4, topK: 2, classes: 10, seed: 1 })
+  const width = Number(arg(ctx.args, 'width', '128'))
+  const moe = parseMoeSpec({ inputDim: 784, width, expertHidden: width, experts: 4, topK: 2, classes: 10, seed: 1 })
   const dense = denseSpecFor(moe)
   const models: Array<[string, ModelSpec]> = [['moe', moe], ['dense', dense]]
-  ctx.print(`MoE 784-128, 4 experts of 128, top-2: ${paramCounts(moe).active} active / ${paramCounts(moe).total} parameters; dense baseline (ffn ${dense.hidden}): ${paramCounts(dense).active}`)
+  ctx.print(`MoE 784-${width}, 4 experts of ${width}, top-2: ${paramCounts(moe).active} active / ${paramCounts(moe).total} parameters; dense baseline (ffn ${dense.hidden}): ${paramCounts(dense).active}`)
   ctx.print(`batch ${batch}, Adam, best of ${reps} runs of ~${seconds}s, ${backends.join(' and ')}; every trainer in its own worker thread`)
 
   const results: Record<string, number> = {}
@@ -92,6 +95,8 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   const [fast, slow] = backends
   const ratio = (a: string, b: string): number => round((results[a] ?? NaN) / (results[b] ?? NaN))
   const figures: Figures = {
+    width,
+    batch,
     ...results,
     wasm_vs_cpu: ratio(`moe_${fast}_1w_samples_per_s`, `moe_${slow}_1w_samples_per_s`),
     dense_wasm_vs_cpu: ratio(`dense_${fast}_1w_samples_per_s`, `dense_${slow}_1w_samples_per_s`),

@@ -5,6 +5,7 @@ import { createBatchSource } from '../node/data/batches.ts'
 import { selectBackend } from '../node/model/backend.ts'
 import { createModel } from '../node/model/create.ts'
 import { affine, applyOneHot, applyOneHotT } from '../node/model/linear.ts'
+import { gelu, GELU_A, GELU_C } from '../node/model/model.ts'
 import { parseMoeSpec } from '../node/model/spec.ts'
 import { createTrainer } from '../node/train/trainer.ts'
 
@@ -68,6 +69,25 @@ describe('linear ops: exact values and gradients on both backends', () => {
         expect(values(applyOneHotT(s, tf.tensor2d(u, [3, 2])))).toEqual(mul(transpose(m, 3, 4), u, 4, 3, 2))
         const [du] = tf.grads((ui) => applyOneHotT(s, ui as tf.Tensor2D).mul(tf.tensor2d(r4, [4, 2])).sum())([tf.tensor2d(u, [3, 2])])
         expect(values(du!)).toEqual(mul(m, r4, 3, 4, 2))
+      })
+    })
+  }
+})
+
+describe('gelu with its written-out derivative', () => {
+  const xs = [-9, -3.5, -1, -0.3, 0, 0.2, 0.7, 1.5, 4, 12]
+  const f64 = (x: number): number => x / (1 + Math.exp(-GELU_C * (x + GELU_A * x ** 3)))
+  for (const backend of BACKENDS) {
+    it(`gives the plain op chain's values bit for bit and the derivative of the formula (${backend})`, async () => {
+      await selectBackend(backend, logger)
+      tf.tidy(() => {
+        const x = tf.tensor1d(xs)
+        const chain = x.mul(tf.sigmoid(x.add(x.mul(x).mul(x).mul(GELU_A)).mul(GELU_C)))
+        expect(values(gelu(x))).toEqual(values(chain))
+        const [dx] = tf.grads((t) => gelu(t).mul(tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).sum())([x])
+        const h = 1e-6
+        const want = xs.map((v, i) => (i + 1) * (f64(v + h) - f64(v - h)) / (2 * h))
+        values(dx!).forEach((g, i) => { expect(Math.abs(g - want[i]!)).toBeLessThan(1e-5 * (i + 1)) })
       })
     })
   }

@@ -119,10 +119,27 @@ export function mapChunks (x: Float32Array, dim: number, outDim: number, fn: (ch
 export const GELU_C = 2 * Math.sqrt(2 / Math.PI)
 export const GELU_A = 0.044715
 
+/**
+ * GELU with its derivative written out: d/dx x s(u) = s + x s (1 - s) u',
+ * u = C (x + A x^3), u' = C (1 + 3 A x^2). One tape node instead of seven
+ * chained ops, whose taped gradient took about twice the kernels. The forward
+ * values are those of the plain chain, bit for bit.
+ */
+const geluOp = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const x = args[0] as tf.Tensor
+  const s = tf.sigmoid(x.add(x.mul(x).mul(x).mul(GELU_A)).mul(GELU_C))
+  ;(args[1] as tf.GradSaveFunc)([x, s])
+  return {
+    value: x.mul(s),
+    gradFunc: (dy: tf.Tensor, [xs, ss]: tf.Tensor[]) => {
+      const du = xs!.square().mul(3 * GELU_A * GELU_C).add(GELU_C)
+      return dy.mul(ss!.add(xs!.mul(ss!).mul(tf.scalar(1).sub(ss!)).mul(du)))
+    }
+  }
+})
+
 export function gelu (x: tf.Tensor): tf.Tensor {
-  // No tidy here: inside a gradient closure the caller's scope owns intermediates.
-  const inner = x.add(x.mul(x).mul(x).mul(GELU_A)).mul(GELU_C)
-  return x.mul(tf.sigmoid(inner))
+  return geluOp(x)
 }
 
 export interface ClassifierParts {
