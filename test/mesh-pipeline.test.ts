@@ -11,7 +11,7 @@ import type { SiteIdentity } from '../node/identity.ts'
 import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { memorySink } from '../node/mesh/blob-io.ts'
 import { createUpdateService, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'
-import { encodeFrame, encodeFrameParts, FrameParser } from '../protocols/frame/frame.ts'
+import { decodeFrameHead, encodeFrame, encodeFrameParts, FrameParser } from '../protocols/frame/frame.ts'
 import { BODY_HASH_FROM, decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
 import { host, identities, tempDir, waitFor } from './mesh-helpers.ts'
@@ -95,6 +95,34 @@ describe('digest on arrival', () => {
     p.push(new Uint8Array(claimed / 2))
     expect(p.nextFrame()).toBeUndefined()
     expect(process.memoryUsage().arrayBuffers - before).toBeGreaterThanOrEqual(claimed)
+  })
+})
+
+describe('frames kept as the pieces they arrived in', () => {
+  it('hands over the head and the body pieces as views, never joined, and never allocates the claimed length', () => {
+    const body = new Uint8Array(300_000).map((_, i) => i % 251)
+    const frame = encodeFrame({ kind: 'chunk', offset: 0, size: 300_000 }, body)
+    const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyParts: true })
+    const pieces: Uint8Array[] = []
+    for (let at = 0; at < frame.byteLength; at += 65_536) pieces.push(frame.slice(at, at + 65_536))
+    const before = process.memoryUsage().arrayBuffers
+    for (const piece of pieces) p.push(piece)
+    const f = p.nextFrame()!
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024)
+    expect(f.bytes.byteLength).toBe(frame.byteLength - body.byteLength)
+    expect(decodeFrameHead(f.bytes, body.byteLength, { maxFrameBytes: 1 << 20 })).toEqual({ kind: 'chunk', offset: 0, size: 300_000 })
+    expect(Buffer.concat(f.bodyParts!).equals(body)).toBe(true)
+    // Views of what was pushed, not copies.
+    expect(f.bodyParts!.slice(1).map(b => b.buffer)).toEqual(pieces.slice(1).map(b => b.buffer))
+  })
+
+  it('refuses a header length that runs past the frame as soon as it arrives', () => {
+    const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyParts: true })
+    const head = new Uint8Array(8)
+    new DataView(head.buffer).setUint32(0, 1000)
+    new DataView(head.buffer).setUint32(4, 2000)
+    p.push(head)
+    expect(() => p.nextFrame()).toThrow(expect.objectContaining({ name: 'FrameDecodeError', message: 'frame header of 2000 bytes runs past the frame end (1004 bytes)' }))
   })
 })
 

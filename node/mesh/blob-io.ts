@@ -18,7 +18,8 @@ export interface BlobSink {
   size: () => Promise<number>
   /** Feeds the first `length` bytes held to `hasher` (to resume a hash). */
   rehash: (hasher: Hash, length: number) => Promise<void>
-  write: (offset: number, bytes: Uint8Array) => Promise<void>
+  /** Bytes at `offset`: one buffer, or several written back to back (a chunk as it arrived). */
+  write: (offset: number, bytes: Uint8Array | readonly Uint8Array[]) => Promise<void>
   /** Optional: the peer says the blob has `total` bytes (a hint; may be a lie, so never trusted for more than room). */
   reserve?: (total: number) => void
   /** The blob is verified: make it final. */
@@ -52,12 +53,14 @@ export function memorySink (): BlobSink & { bytes: () => Uint8Array } {
     },
     write: async (offset, bytes) => {
       if (offset !== length) throw new RangeError(`memory sink holds ${length} bytes; cannot write at ${offset}`)
-      if (whole !== undefined && length + bytes.byteLength <= whole.byteLength) whole.set(bytes, length)
-      else {
-        if (whole !== undefined) { chunks = [whole.subarray(0, length)]; whole = undefined }
-        chunks.push(bytes.slice())
+      for (const b of bytes instanceof Uint8Array ? [bytes] : bytes) {
+        if (whole !== undefined && length + b.byteLength <= whole.byteLength) whole.set(b, length)
+        else {
+          if (whole !== undefined) { chunks = [whole.subarray(0, length)]; whole = undefined }
+          chunks.push(b.slice())
+        }
+        length += b.byteLength
       }
-      length += bytes.byteLength
     },
     commit: async () => {},
     discard: async () => { chunks = []; whole = undefined; length = 0 },
@@ -96,10 +99,15 @@ export function fileSink (path: string): BlobSink {
     },
     write: async (offset, bytes) => {
       const h = await handle()
-      let done = 0
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await h.write(bytes, done, bytes.byteLength - done, offset + done)
-        done += bytesWritten
+      // Several buffers go down in one writev; a short write continues where it stopped.
+      let left = (bytes instanceof Uint8Array ? [bytes] : [...bytes]).filter(b => b.byteLength > 0)
+      let at = offset
+      while (left.length > 0) {
+        const { bytesWritten } = await h.writev(left, at)
+        at += bytesWritten
+        let skip = bytesWritten
+        while (left.length > 0 && skip >= left[0]!.byteLength) { skip -= left[0]!.byteLength; left = left.slice(1) }
+        if (skip > 0) left[0] = left[0]!.subarray(skip)
       }
     },
     commit: async () => {

@@ -9,7 +9,7 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import type { z } from 'zod'
-import { decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type ParsedFrame } from '../../protocols/frame/frame.ts'
+import { decodeFrameHead, decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type ParsedFrame } from '../../protocols/frame/frame.ts'
 import { MeshStreamError, RemoteError } from '../errors.ts'
 
 export type WireTap = (direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
@@ -33,6 +33,12 @@ const LOW_WATER = 2 * 1024 * 1024
  * allowed; the default 4 MiB read buffer would overflow and reset the stream.
  */
 const READ_BUFFER_BYTES = 32 * 1024 * 1024
+
+function frameSize (f: ParsedFrame): number {
+  let n = f.bytes.byteLength
+  for (const p of f.bodyParts ?? []) n += p.byteLength
+  return n
+}
 
 export class FrameStream {
   readonly stream: Stream
@@ -73,7 +79,7 @@ export class FrameStream {
       }
       for (let f = this.parser.nextFrame(); f !== undefined; f = this.parser.nextFrame()) {
         this.queue.push(f)
-        this.queuedBytes += f.bytes.byteLength
+        this.queuedBytes += frameSize(f)
       }
     } catch (err) {
       // Oversized or malformed length: stop reading now, before buffering it.
@@ -97,18 +103,19 @@ export class FrameStream {
   }
 
   /**
-   * The next frame's bytes (length prefix included), or undefined when the
-   * remote closed cleanly between frames.
+   * From now on, frame bodies are handed over as the pieces they arrived in
+   * (Frame.bodyParts) instead of being joined: for a reader that copies each
+   * body somewhere anyway. Call it before the peer can send.
    */
-  async readBytes (options: { signal?: AbortSignal } = {}): Promise<Uint8Array | undefined> {
-    return (await this.readParsed(options))?.bytes
+  keepBodyParts (): void {
+    this.parser.keepBodyParts()
   }
 
   private async readParsed (options: { signal?: AbortSignal }): Promise<ParsedFrame | undefined> {
     for (;;) {
       const next = this.queue.shift()
       if (next !== undefined) {
-        this.queuedBytes -= next.bytes.byteLength
+        this.queuedBytes -= frameSize(next)
         if (this.queuedBytes < LOW_WATER && this.stream.readStatus === 'paused') this.stream.resume()
         return next
       }
@@ -136,11 +143,14 @@ export class FrameStream {
   async read<S extends z.ZodType> (schema: S, options: { signal?: AbortSignal } = {}): Promise<Frame<z.infer<S>> | undefined> {
     const parsed = await this.readParsed(options)
     if (parsed === undefined) return undefined
-    const raw = decodeFrameRaw(parsed.bytes, { maxFrameBytes: this.maxFrameBytes })
+    const limits = { maxFrameBytes: this.maxFrameBytes }
+    const parts = parsed.bodyParts
+    const raw: Frame<unknown> = parts === undefined ? decodeFrameRaw(parsed.bytes, limits) : { header: decodeFrameHead(parsed.bytes, frameSize(parsed) - parsed.bytes.byteLength, limits) }
     const remote = ErrorHeader.safeParse(raw.header)
     if (remote.success) throw new RemoteError(remote.data.code, `${this.peerId} answered ${this.protocol} with ${remote.data.code}: ${remote.data.message}`)
     const frame: Frame<z.infer<S>> = { header: parseHeader(raw.header, schema) }
     if (raw.body !== undefined) frame.body = raw.body
+    if (parts !== undefined && parts.length > 0) frame.bodyParts = parts
     if (parsed.bodyDigest !== undefined) frame.bodyDigest = parsed.bodyDigest
     return frame
   }

@@ -141,6 +141,8 @@ export async function fetchBlob (host: SiteHost, peerId: string, hash: string, o
   /** One stream: returns true at a clean end, throws when cut. */
   async function fetchOnce (): Promise<boolean> {
     const fs = await host.openStream(peerId, ARTIFACT_PROTOCOL, { maxFrameBytes: ARTIFACT_MAX_FRAME_BYTES, signal })
+    // Each chunk goes to the sink as the pieces it arrived in: joining it first would copy every byte twice.
+    fs.keepBodyParts()
     try {
       await fs.write({ kind: 'fetch', hash, offset: received, chunkBytes }, undefined, { signal })
       await fs.closeWrite({ signal })
@@ -159,13 +161,15 @@ export async function fetchBlob (host: SiteHost, peerId: string, hash: string, o
           if (received !== total) throw new FrameDecodeError(`${peerId} ended ${hash} at ${received} of ${total} bytes`)
           return true
         }
-        const body = frame.body ?? new Uint8Array(0)
-        if (h.offset !== received || body.byteLength === 0 || body.byteLength > chunkBytes || received + body.byteLength > total) {
-          throw new FrameDecodeError(`${peerId} sent chunk [${h.offset}, +${body.byteLength}) of ${hash}; expected one at ${received} of at most ${chunkBytes} bytes`)
+        const parts = frame.bodyParts ?? (frame.body === undefined ? [] : [frame.body])
+        let bytes = 0
+        for (const p of parts) bytes += p.byteLength
+        if (h.offset !== received || bytes === 0 || bytes > chunkBytes || received + bytes > total) {
+          throw new FrameDecodeError(`${peerId} sent chunk [${h.offset}, +${bytes}) of ${hash}; expected one at ${received} of at most ${chunkBytes} bytes`)
         }
-        hasher.update(body)
-        await sink.write(received, body)
-        received += body.byteLength
+        for (const p of parts) hasher.update(p)
+        await sink.write(received, parts)
+        received += bytes
         options.onProgress?.({ received, total, attempt: attempts })
       }
     } catch (err) {

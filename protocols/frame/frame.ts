@@ -11,6 +11,8 @@ import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MAX_FRAME_LIMIT, MAX_HEADER_BYTES, M
 export interface Frame<H = unknown> {
   header: H
   body?: Uint8Array
+  /** Instead of `body`, from a reader that asked for it: the body as it arrived, in order, never joined. */
+  bodyParts?: Uint8Array[]
   /**
    * Set by a receiver that asked for it (`bodyDigestFrom`): sha256 of the
    * body from that offset on, computed while the bytes arrived.
@@ -99,6 +101,25 @@ export function decodeFrameRaw (bytes: Uint8Array, limits: FrameLimits): Frame<u
   }
   const bodyStart = MIN_FRAME_BYTES + headerBytes
   return bodyStart < total ? { header, body: bytes.subarray(bodyStart, total) } : { header }
+}
+
+/**
+ * Decodes the head of a frame whose body was kept apart (FrameParser's
+ * bodyParts mode): `head` is the length prefix and header, `bodyBytes` the
+ * body's length. Returns the header, not yet judged beyond "valid JSON".
+ */
+export function decodeFrameHead (head: Uint8Array, bodyBytes: number, limits: FrameLimits): unknown {
+  const total = claimedFrameBytes(head, limits)
+  if (total !== head.byteLength + bodyBytes) throw new FrameDecodeError(`frame claims ${total} bytes but ${head.byteLength + bodyBytes} were given`)
+  if (head.byteLength < MIN_FRAME_BYTES) throw new FrameDecodeError(`frame head of ${head.byteLength} bytes is shorter than its two length fields`)
+  const headerBytes = new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(LENGTH_BYTES)
+  if (headerBytes > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${headerBytes} bytes exceeds ${MAX_HEADER_BYTES}`)
+  if (MIN_FRAME_BYTES + headerBytes !== head.byteLength) throw new FrameDecodeError(`frame header of ${headerBytes} bytes does not fill a head of ${head.byteLength} bytes`)
+  try {
+    return JSON.parse(decoder.decode(head.subarray(MIN_FRAME_BYTES)))
+  } catch (err) {
+    throw new FrameHeaderError('frame header is not valid UTF-8 JSON', { cause: err })
+  }
 }
 
 /** Validates a decoded header against a protocol's schema. */

@@ -10,19 +10,31 @@
  * - Optionally the sha256 of every frame's body from a given offset on
  *   (`bodyDigestFrom`), so a receiver can check a body's hash without a
  *   second pass over it.
+ * - Optionally no assembly at all (`bodyParts`): the body comes out as the
+ *   pieces it arrived in, for a consumer that copies it somewhere anyway
+ *   (a chunk into a blob sink) and would otherwise pay two copies.
  */
 import { createHash, type Hash } from 'node:crypto'
-import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MIN_FRAME_BYTES } from './constants.ts'
+import { FrameDecodeError, FrameTooLargeError } from '../errors.ts'
+import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MAX_HEADER_BYTES, MIN_FRAME_BYTES } from './constants.ts'
 import { claimedFrameBytes, type FrameLimits } from './frame.ts'
 
 export interface FrameParserOptions {
   /** Hash each frame's body from this offset on (body-relative) while it arrives. */
   bodyDigestFrom?: number
+  /**
+   * Never join a frame: `bytes` is then only the length prefix and header,
+   * and `bodyParts` the body as it arrived. The header length is checked
+   * as soon as it arrives.
+   */
+  bodyParts?: boolean
 }
 
 export interface ParsedFrame {
-  /** The whole frame, length prefix included. */
+  /** The whole frame, length prefix included; in bodyParts mode only the prefix and header. */
   bytes: Uint8Array
+  /** bodyParts mode: the body in the pieces it arrived in, in order (views, not copies). */
+  bodyParts?: Uint8Array[]
   /** sha256 of the body from `bodyDigestFrom` on; absent when not asked for or the body is shorter. */
   bodyDigest?: Uint8Array
 }
@@ -41,10 +53,18 @@ export class FrameParser {
   private assembly: Uint8Array | undefined
   private hasher: Hash | undefined
   private hashFrom = -1
+  private bodyFrom = -1
   private readonly digestFrom: number | undefined
+  private partsMode: boolean
 
   constructor (private readonly limits: FrameLimits, options: FrameParserOptions = {}) {
     this.digestFrom = options.bodyDigestFrom
+    this.partsMode = options.bodyParts === true
+  }
+
+  /** Switches bodyParts mode on from the next frame on (a stream that knows before any byte arrives). */
+  keepBodyParts (): void {
+    if (this.need < 0) this.partsMode = true
   }
 
   /** Bytes held that are not yet part of a returned frame. */
@@ -81,7 +101,7 @@ export class FrameParser {
   private feed (piece: Uint8Array): void {
     const at = this.got
     const after = at + piece.byteLength
-    if (this.assembly === undefined && !(at === 0 && after === this.need) &&
+    if (this.assembly === undefined && !this.partsMode && !(at === 0 && after === this.need) &&
         (this.need <= EAGER_ASSEMBLY_BYTES || 2 * after >= this.need)) {
       this.assembly = new Uint8Array(this.need)
       let off = 0
@@ -91,20 +111,26 @@ export class FrameParser {
     if (this.assembly !== undefined) this.assembly.set(piece, at)
     else this.parts.push(piece)
     this.got = after
-    if (this.digestFrom === undefined) return
-    if (this.hashFrom < 0 && after >= MIN_FRAME_BYTES) {
+    if (this.digestFrom === undefined && !this.partsMode) return
+    if (this.bodyFrom < 0 && after >= MIN_FRAME_BYTES) {
       // The header length is known now; no byte before it is ever hashed.
       const headerBytes = new DataView(this.frameBytes(LENGTH_BYTES, HEADER_LENGTH_BYTES).buffer).getUint32(0)
-      this.hashFrom = MIN_FRAME_BYTES + headerBytes + this.digestFrom
-      if (this.hashFrom <= this.need) this.hasher = createHash('sha256')
+      this.bodyFrom = MIN_FRAME_BYTES + headerBytes
+      if (this.partsMode) {
+        if (headerBytes > MAX_HEADER_BYTES) throw new FrameTooLargeError(`frame header of ${headerBytes} bytes exceeds ${MAX_HEADER_BYTES}`)
+        if (this.bodyFrom > this.need) throw new FrameDecodeError(`frame header of ${headerBytes} bytes runs past the frame end (${this.need} bytes)`)
+      }
+      if (this.digestFrom !== undefined) {
+        this.hashFrom = this.bodyFrom + this.digestFrom
+        if (this.hashFrom <= this.need) this.hasher = createHash('sha256')
+      }
     }
     // Hashed straight from the piece, while it is still in cache.
     if (this.hasher !== undefined && after > this.hashFrom) this.hasher.update(piece.subarray(Math.max(0, this.hashFrom - at)))
   }
 
   private complete (): ParsedFrame {
-    const bytes = this.assembly ?? this.parts[0] ?? new Uint8Array(0)
-    const frame: ParsedFrame = { bytes }
+    const frame: ParsedFrame = this.partsMode ? this.split() : { bytes: this.assembly ?? this.parts[0] ?? new Uint8Array(0) }
     if (this.hasher !== undefined) frame.bodyDigest = this.hasher.digest()
     this.reset()
     return frame
@@ -117,6 +143,20 @@ export class FrameParser {
     this.assembly = undefined
     this.hasher = undefined
     this.hashFrom = -1
+    this.bodyFrom = -1
+  }
+
+  /** bodyParts mode: a copy of the (small) prefix and header, and the body's pieces as views. */
+  private split (): ParsedFrame {
+    const bytes = this.frameBytes(0, this.bodyFrom)
+    const bodyParts: Uint8Array[] = []
+    let pos = 0
+    for (const p of this.parts) {
+      const from = Math.max(this.bodyFrom - pos, 0)
+      if (from < p.byteLength) bodyParts.push(from === 0 ? p : p.subarray(from))
+      pos += p.byteLength
+    }
+    return { bytes, bodyParts }
   }
 
   /** A copy of `n` bytes at `off` of the frame received so far (small reads only). */
