@@ -49,12 +49,14 @@ export default async function simScale (ctx: BenchContext): Promise<Figures> {
     results.push(r)
     ctx.print(`${String(sites).padStart(5)}  ${String(r.setupBytesPerSite).padStart(12)}  ${String(r.roundBytesPerSite).padStart(12)}  ${String(r.publicationBytesPerSite).padStart(12)}  ${r.roundSeconds.toFixed(2).padStart(7)}  ${r.setupSeconds.toFixed(1).padStart(7)}  ${(r.peakRssBytes / 1e6).toFixed(0).padStart(11)}  ${(r.peakRssBytes / 1e6 / sites).toFixed(1).padStart(11)}  ${(r.accuracy * 100).toFixed(1).padStart(7)}%`)
   }
+  // Every update and model frame of the run, per site and round: not split at commit events.
+  const roundPayloadOf = (r: ScaleFigures): number => Object.entries(r.frames ?? {}).filter(([k]) => k.startsWith('update:') || k.startsWith('model:')).reduce((a, [, c]) => a + c.bytes, 0) / r.sites / rounds
   if (census) {
     ctx.print('frames per site per round (update and model protocols; whole run / N / rounds):')
     for (const r of results) {
       const per = Object.entries(r.frames ?? {}).filter(([k]) => k.startsWith('update:') || k.startsWith('model:'))
         .map(([k, c]) => `${k} ${(c.frames / r.sites / rounds).toFixed(2)} (${Math.round(c.bytes / r.sites / rounds)} B)`)
-      ctx.print(`${String(r.sites).padStart(5)}  ${per.join(', ')}`)
+      ctx.print(`${String(r.sites).padStart(5)}  ${Math.round(roundPayloadOf(r))} B: ${per.join(', ')}`)
     }
   }
   const n = results.map(r => r.sites)
@@ -69,6 +71,8 @@ export default async function simScale (ctx: BenchContext): Promise<Figures> {
     setup_bytes_per_site_growth_exponent: fit(r => r.setupBytesPerSite),
     publication_bytes_per_site_growth_exponent: fit(r => r.publicationBytesPerSite),
     round_time_growth_exponent: fit(r => r.roundSeconds),
-    peak_rss_growth_exponent: fit(r => r.peakRssBytes)
+    peak_rss_growth_exponent: fit(r => r.peakRssBytes),
+    // Census only: update and model bytes of the whole run per site and round, not split at commit events.
+    census_round_bytes_per_site_growth_exponent: census ? fit(roundPayloadOf) : null
   }
 }
