@@ -102,6 +102,8 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     dense_wasm_vs_cpu: ratio(`dense_${fast}_1w_samples_per_s`, `dense_${slow}_1w_samples_per_s`),
     two_workers_vs_one: ratio(`moe_${fast}_2w_samples_per_s`, `moe_${fast}_1w_samples_per_s`),
     dense_two_workers_vs_one: ratio(`dense_${fast}_2w_samples_per_s`, `dense_${fast}_1w_samples_per_s`),
+    // The same ratio per CPU second the trainer got: less sensitive to other load on the machine, which takes more from the slower run.
+    wasm_vs_cpu_per_cpu_second: round((results[`moe_${fast}_1w_samples_per_s`]! / results[`moe_${fast}_1w_cores_used`]!) / (results[`moe_${slow}_1w_samples_per_s`]! / results[`moe_${slow}_1w_cores_used`]!)),
     moe_vs_dense: ratio(`moe_${fast}_1w_samples_per_s`, `dense_${fast}_1w_samples_per_s`),
     // What two workers got per CPU second against one: ~1 means the threads
     // scale, and two_workers_vs_one is then bounded by the cores other load leaves.
