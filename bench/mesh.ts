@@ -3,8 +3,11 @@
  * same run over the same two hosts: the same number of bytes through a raw
  * libp2p stream (same tcp + pnet + Noise + yamux stack, no frames, no codec,
  * the receiver only counts the bytes) and through plain node:net TCP.
- * The update path counts everything a real update pays: encode (with its
- * sha256), frames, the wire, hash check and decode at the receiver, the ack.
+ * The update path counts everything a real update pays: encode, its sha256
+ * (on 1.1.0 taken slice by slice while the body is written, and sent after
+ * it), frames, the wire, hash check and decode at the receiver, the ack.
+ * The same update over protocol 1.0.0 (sha256 of the whole body before its
+ * first byte, in the header) runs in the same trials, as the before figure.
  * The artifact path fetches the encoded body in 1 MiB chunks, hash-verified,
  * into memory. Also: encode/decode MB/s of each dtype (MB of float32 input).
  *
@@ -33,7 +36,9 @@ import { loadOrCreateIdentity } from '../node/identity.ts'
 import { createSiteHost, generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { fetchBlob, memoryBlobSource, serveBlobs } from '../node/mesh/transfer.ts'
 import { createUpdateService } from '../node/mesh/update.ts'
-import { decodeTensors, encodeTensors } from '../protocols/tensor-codec/index.ts'
+import { decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
+import { UPDATE_PROTOCOL_1_0 } from '../protocols/update/constants.ts'
+import { UpdateAck } from '../protocols/update/update.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
 import type { BenchContext, Figures } from './run.ts'
 
@@ -204,6 +209,14 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
         if (!ack.accepted) throw new Error('update refused')
         return elapsed(t0)
       },
+      // What a 1.0.0 sender does: hash the whole body, then send it with the hash in the header.
+      update_1_0: async () => {
+        const t0 = process.hrtime.bigint()
+        const body = encodeTensorParts(map, { dtype: 'f32' })
+        const res = await client.request(info.peerId, UPDATE_PROTOCOL_1_0, { header: { kind: 'update', round: 0, site: 'bench', dtype: 'f32', bodyHash: body.hash }, body: body.parts }, { schema: UpdateAck, timeoutMs: 600_000 })
+        if (!res.header.accepted) throw new Error('update refused')
+        return elapsed(t0)
+      },
       artifact: async () => {
         const t0 = process.hrtime.bigint()
         const r = await fetchBlob(client, info.peerId, info.artifactHash, {})
@@ -223,6 +236,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     }
     const f = {
       update_mb_s: mbOf(bytes, median(ms.update!)),
+      update_1_0_mb_s: mbOf(bytes, median(ms.update_1_0!)),
       artifact_mb_s: mbOf(bytes, median(ms.artifact!)),
       libp2p_raw_mb_s: mbOf(info.artifactBytes, median(ms.raw!)),
       tcp_mb_s: mbOf(bytes, median(ms.tcp!))
@@ -230,7 +244,8 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     // The same ratio per trial (paths of one trial ran back to back), then its median.
     const paired = (path: string): number => ratio(median(ms[path]!.map((t, i) => (bytes / t) / (info.artifactBytes / ms.raw![i]!))), 1)
     ctx.print(`topology      ${sameProcess ? 'both hosts in one process' : 'receiving site in a child process'}; ${trials} interleaved trials, medians`)
-    ctx.print(`update path   ${f.update_mb_s} MB/s (encode + frames + pnet/Noise/yamux + verify + decode + ack)`)
+    ctx.print(`update path   ${f.update_mb_s} MB/s (1.1.0: encode + frames + hash while sending + pnet/Noise/yamux + verify + decode + ack)`)
+    ctx.print(`update 1.0.0  ${f.update_1_0_mb_s} MB/s (the same, hashed whole before the first byte)`)
     ctx.print(`artifact path ${f.artifact_mb_s} MB/s (1 MiB chunks, sha256-verified, into memory)`)
     ctx.print(`raw libp2p    ${f.libp2p_raw_mb_s} MB/s (same stack, bare stream)`)
     ctx.print(`plain TCP     ${f.tcp_mb_s} MB/s`)
@@ -241,10 +256,12 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
       topology: sameProcess ? 'one-process' : 'two-processes',
       ...f,
       ratio_vs_libp2p_raw: ratio(f.update_mb_s, f.libp2p_raw_mb_s),
+      update_1_0_ratio_vs_libp2p_raw: ratio(f.update_1_0_mb_s, f.libp2p_raw_mb_s),
       artifact_ratio_vs_libp2p_raw: ratio(f.artifact_mb_s, f.libp2p_raw_mb_s),
       ratio_vs_tcp: ratio(f.update_mb_s, f.tcp_mb_s),
       libp2p_raw_vs_tcp: ratio(f.libp2p_raw_mb_s, f.tcp_mb_s),
       paired_ratio_vs_libp2p_raw: paired('update'),
+      paired_update_1_0_ratio_vs_libp2p_raw: paired('update_1_0'),
       paired_artifact_ratio_vs_libp2p_raw: paired('artifact'),
       trial_ms: Object.fromEntries(names.map(n => [n, ms[n]!.map(Math.round)])),
       codec
