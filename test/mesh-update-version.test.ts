@@ -44,13 +44,18 @@ describe('update protocol 1.1.0 on loopback', () => {
   const oldReceived: ReceivedUpdate[] = []
   const misbehaved: Array<{ peerId: string, name: string }> = []
   const wire: Array<{ protocol: string, bytes: Uint8Array }> = []
+  const held = Promise.withResolvers<void>()
 
   beforeAll(async () => {
     ids = await identities(dir.path, 5)
     const allowlist = ids.map(i => i.peerId)
     a = host(ids[0]!, { psk, allowlist })
     receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
-    receiver.onUpdate((u) => { received.push(u); return { accepted: true } })
+    receiver.onUpdate(async (u) => {
+      if (u.header.round === 99) await held.promise // an aggregator that takes its time
+      received.push(u)
+      return { accepted: true }
+    })
     await receiver.start()
     await a.start()
     a.on('peer:misbehaved', (e) => { misbehaved.push({ peerId: e.peerId, name: e.error.name }) })
@@ -92,6 +97,19 @@ describe('update protocol 1.1.0 on loopback', () => {
     const got = received.at(-1)!
     expect(got.header).toMatchObject({ kind: 'update', round: 2, site: 'site-b', dtype: 'f32', bodyHash: hash })
     for (const [name, t] of map) expect(sameBytes(got.tensors.get(name)!.data, t.data)).toBe(true)
+  })
+
+  it('keeps the caller\'s timeout and signal: no ack in time is MeshRequestTimeoutError, an abort rejects with its reason', async () => {
+    const map = tensors(17, [1000])
+    await expect(sender.send(a.peerId, { round: 99, site: 'site-b', dtype: 'f32', tensors: map }, { timeoutMs: 300 }))
+      .rejects.toMatchObject({ name: 'MeshRequestTimeoutError', message: `${UPDATE_PROTOCOL} request to ${a.peerId} got no answer within 300 ms` })
+    const ctl = new AbortController()
+    const sent = sender.send(a.peerId, { round: 99, site: 'site-b', dtype: 'f32', tensors: map }, { signal: ctl.signal })
+    ctl.abort(new Error('round abandoned'))
+    await expect(sent).rejects.toThrow('round abandoned')
+    held.resolve()
+    // The connection survives both: the next update goes through.
+    expect(await sender.send(a.peerId, { round: 9, site: 'site-b', dtype: 'f32', tensors: map })).toEqual({ kind: 'ack', round: 9, accepted: true })
   })
 
   it('int8 and f16 bodies trail their digest too and decode as encodeTensors would', async () => {
