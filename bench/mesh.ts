@@ -194,7 +194,14 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   const peer = sameProcess ? await startPeer(setup) : await forkPeer(setup)
   const { info } = peer
   const logger = createSilentLogger('forgemesh:mesh')
-  const client = createSiteHost({ identity: ib, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], psk: Buffer.from(setup.psk, 'hex'), allowlist: [ia.peerId, ib.peerId] }, { logger, clock: systemClock })
+  // When the first body byte of an update left: how long the sender kept the wire idle first.
+  let firstBody = -1n
+  const wireTap = (direction: 'in' | 'out', _peer: string, protocol: string, bytes: Uint8Array): void => {
+    if (direction === 'out' && firstBody < 0n && protocol.startsWith('/forgemesh/update/') && bytes.byteLength >= 1 << 20) firstBody = process.hrtime.bigint()
+  }
+  const client = createSiteHost({ identity: ib, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], psk: Buffer.from(setup.psk, 'hex'), allowlist: [ia.peerId, ib.peerId] }, { logger, clock: systemClock, wireTap })
+  const idle: Record<string, number[]> = { update: [], update_1_0: [] }
+  const firstByteAfter = (path: string, t0: bigint): void => { idle[path]!.push(Number(firstBody - t0) / 1e6); firstBody = -1n }
   const sender = createUpdateService({}, { host: client, logger })
   await client.start()
 
@@ -207,6 +214,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
         const t0 = process.hrtime.bigint()
         const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
         if (!ack.accepted) throw new Error('update refused')
+        firstByteAfter('update', t0)
         return elapsed(t0)
       },
       // What a 1.0.0 sender does: hash the whole body, then send it with the hash in the header.
@@ -215,6 +223,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
         const body = encodeTensorParts(map, { dtype: 'f32' })
         const res = await client.request(info.peerId, UPDATE_PROTOCOL_1_0, { header: { kind: 'update', round: 0, site: 'bench', dtype: 'f32', bodyHash: body.hash }, body: body.parts }, { schema: UpdateAck, timeoutMs: 600_000 })
         if (!res.header.accepted) throw new Error('update refused')
+        firstByteAfter('update_1_0', t0)
         return elapsed(t0)
       },
       artifact: async () => {
@@ -246,6 +255,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     ctx.print(`topology      ${sameProcess ? 'both hosts in one process' : 'receiving site in a child process'}; ${trials} interleaved trials, medians`)
     ctx.print(`update path   ${f.update_mb_s} MB/s (1.1.0: encode + frames + hash while sending + pnet/Noise/yamux + verify + decode + ack)`)
     ctx.print(`update 1.0.0  ${f.update_1_0_mb_s} MB/s (the same, hashed whole before the first byte)`)
+    ctx.print(`first 1 MiB of body left after ${median(idle.update!).toFixed(1)} ms (1.1.0) vs ${median(idle.update_1_0!).toFixed(1)} ms (1.0.0)`)
     ctx.print(`artifact path ${f.artifact_mb_s} MB/s (1 MiB chunks, sha256-verified, into memory)`)
     ctx.print(`raw libp2p    ${f.libp2p_raw_mb_s} MB/s (same stack, bare stream)`)
     ctx.print(`plain TCP     ${f.tcp_mb_s} MB/s`)
@@ -263,6 +273,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
       paired_ratio_vs_libp2p_raw: paired('update'),
       paired_update_1_0_ratio_vs_libp2p_raw: paired('update_1_0'),
       paired_artifact_ratio_vs_libp2p_raw: paired('artifact'),
+      first_body_mib_ms: { update: Math.round(median(idle.update!) * 10) / 10, update_1_0: Math.round(median(idle.update_1_0!) * 10) / 10 },
       trial_ms: Object.fromEntries(names.map(n => [n, ms[n]!.map(Math.round)])),
       codec
     }
