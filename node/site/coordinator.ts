@@ -366,6 +366,8 @@ export function createCoordinatorRole (init: CoordinatorRoleInit, components: Co
       const m = machine
       const heldEarly = m?.status().phase === 'collecting' && m.status().round === u.round ? undefined : holdEarly(u, m?.status())
       if (heldEarly !== undefined) return heldEarly
+      // A member whose round is committed here already (it restarted after the rounds ended) must catch up, not wait for a round that will not open.
+      if (m === undefined && u.round <= commits.lastRound()) return { accepted: false, reason: `stale-round: round ${u.round} is already committed here (last ${commits.lastRound()})` }
       if (m === undefined) return { accepted: false, reason: 'not-collecting: this coordinator has not opened a round yet' }
       const st = m.status()
       if (u.round === st.round && st.phase === 'collecting' && u.baseHash !== baseHash) {
