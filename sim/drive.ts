@@ -6,7 +6,7 @@
  * left it: it catches up on the rounds it missed from its peers.
  */
 import type { Logger } from '../coordinator/components.ts'
-import type { Fleet } from './fleet.ts'
+import type { AgentFleet } from './agent/types.ts'
 import { boundaries, type Action, type Schedule } from './schedule.ts'
 
 export interface DriveEvents {
@@ -30,7 +30,7 @@ export interface DriveOptions {
   catchUpTimeoutMs?: number
 }
 
-export async function drive (fleet: Fleet, options: DriveOptions, events: DriveEvents, components: { logger: Logger }): Promise<void> {
+export async function drive (fleet: AgentFleet, options: DriveOptions, events: DriveEvents, components: { logger: Logger }): Promise<void> {
   const log = components.logger
   const { rounds, schedule } = options
   const running = new Map<string, Promise<unknown>>()
@@ -42,17 +42,17 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
   let stretchSignal = options.signal
   const runSite = (name: string): void => {
     const s = fleet.byName(name)
-    if (s.state !== 'up' || s.site === undefined) return
-    const site = s.site
+    if (s.state !== 'up') return
+    const life = s.generation
     const goal = target
     // A site still busy with an earlier stretch (a joiner catching up) takes the new goal after it.
     const before = running.get(name) ?? Promise.resolve()
     const p = before.then(async () => {
-      if (fleet.byName(name).site !== site) return
-      await site.run({ untilRound: goal, ...(stretchSignal !== undefined ? { signal: stretchSignal } : {}) })
+      if (s.state !== 'up' || s.generation !== life) return
+      await s.ops.run({ untilRound: goal }, stretchSignal)
     }).catch((err: unknown) => {
       // A site stopped under its own run (a crash) ends its run; anything else is logged.
-      if (fleet.byName(name).site === site) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
+      if (s.state === 'up' && s.generation === life) log.warn('sim.site-run-failed', { site: name, error: err instanceof Error ? err.message : String(err) })
     })
     running.set(name, p)
   }
@@ -96,11 +96,11 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
         await fleet.leave(action.site)
         return
       case 'partition':
-        fleet.network.partition(action.groups)
+        await fleet.partition(action.groups)
         void later(action.durationS, async () => { await apply({ kind: 'heal' }) })
         return
       case 'heal':
-        fleet.network.partition(null)
+        await fleet.partition(null)
         return
       case 'slow':
         events.setSlowdown?.(action.site, action.factor)
@@ -135,7 +135,7 @@ export async function drive (fleet: Fleet, options: DriveOptions, events: DriveE
     for (const s of fleet.up()) runSite(s.name)
     await waitForRunning(running)
     for (const s of fleet.up()) {
-      const at = s.site?.status().round ?? 0
+      const at = await s.ops.status().then(st => st.round, () => 0)
       if (at < rounds) log.warn('sim.catch-up-incomplete', { site: s.name, round: at, rounds })
     }
   } finally {

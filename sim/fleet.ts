@@ -12,6 +12,7 @@ import type { Logger, Random } from '../coordinator/components.ts'
 import type { Clock } from '../coordinator/components.ts'
 import { createHash } from 'node:crypto'
 import { identityFromSeed, type SiteIdentity } from '../node/identity.ts'
+import type { WireTap } from '../node/mesh/host.ts'
 import { generatePsk } from '../node/mesh/psk.ts'
 import type { FederationSettingsInput } from '../node/site/config.ts'
 import type { Learner } from '../node/site/learner.ts'
@@ -43,6 +44,8 @@ export interface FleetInit {
   dir: string
   settings: FederationSettingsInput
   specHash: string
+  /** The federation's pnet key (default: a fresh one). */
+  psk?: Uint8Array
 }
 
 export interface FleetComponents {
@@ -74,18 +77,66 @@ export interface Fleet {
   stop: () => Promise<void>
 }
 
+export interface SimSiteInit {
+  topology: Topology
+  index: number
+  identity: SiteIdentity
+  store: SiteStore
+  /** Listen addresses of sites already up. */
+  bootstrap: string[]
+  psk: Uint8Array
+  allowlist: string[]
+  /** The shaped network this site dials through. */
+  network: SimNetwork
+  settings: FederationSettingsInput
+  specHash: string
+}
+
+/** One simulated site's node (not started): the same in this process and in a site's child process. */
+export function createSimSite (init: SimSiteInit, components: { clock: Clock, random: Random, logger: Logger, learner: Learner, wireTap?: WireTap }): Site {
+  const { topology, identity } = init
+  const name = topology.sites[init.index]!.name
+  const inner = topology.transport === 'memory' ? memory() : tcp()
+  const listen = topology.transport === 'memory' ? [`/memory/${identity.peerId}-${init.index}`] : ['/ip4/127.0.0.1/tcp/0']
+  return createSite({
+    site: name,
+    identity,
+    store: init.store,
+    host: {
+      listen,
+      bootstrap: init.bootstrap,
+      psk: init.psk,
+      allowlist: init.allowlist,
+      transports: [shapedTransport({ site: name, network: init.network, inner })],
+      reconnect: { initialMs: 100, maxMs: 2_000 }
+    },
+    federation: init.settings,
+    specHash: init.specHash
+  }, { ...components, ...(components.wireTap !== undefined ? { wireTap: components.wireTap } : {}) })
+}
+
+/** The seeded identity of a site: a replayed run (in either execution mode) elects the same coordinators and so moves the same bytes. */
+export async function simIdentity (seed: number, name: string): Promise<SiteIdentity> {
+  return await identityFromSeed(createHash('sha256').update(`forgemesh sim identity/${seed}/${name}`).digest())
+}
+
+/** The run's shaped network: links from the topology, every site registered by peer id. */
+export function simNetwork (topology: Topology, identities: ReadonlyArray<{ name: string, peerId: string }>, components: { random: Random, logger: Logger }): SimNetwork {
+  const network = createSimNetwork({ link: (a, b) => resolveLink(topology, a, b) }, { random: components.random.fork('links'), logger: components.logger.child('links') })
+  for (const s of identities) network.register(s.name, { peerId: s.peerId })
+  return network
+}
+
 export async function createFleet (init: FleetInit, components: FleetComponents): Promise<Fleet> {
   const { topology } = init
   const log = components.logger
-  const network = createSimNetwork({ link: (a, b) => resolveLink(topology, a, b) }, { random: components.random.fork('links'), logger: log.child('links') })
-  const psk = generatePsk()
+  const psk = init.psk ?? generatePsk()
   const sites: SimSite[] = []
   for (const [index, s] of topology.sites.entries()) {
-    // Seeded identities: a replayed run elects the same coordinators and so moves the same bytes.
-    const identity = await identityFromSeed(createHash('sha256').update(`forgemesh sim identity/${topology.seed}/${s.name}`).digest())
-    network.register(s.name, { peerId: identity.peerId })
+    const identity = await simIdentity(topology.seed, s.name)
     sites.push({ name: s.name, index, identity, storeDir: join(init.dir, 'stores', s.name), learner: components.learnerFor(index), state: 'absent', site: undefined, store: undefined })
   }
+  const network = simNetwork(topology, sites.map(s => ({ name: s.name, peerId: s.identity.peerId })), components)
   const allowlist = sites.map(s => s.identity.peerId)
   const byPeer = new Map(sites.map(s => [s.identity.peerId, s.name]))
   const byName = (name: string): SimSite => {
@@ -98,21 +149,16 @@ export async function createFleet (init: FleetInit, components: FleetComponents)
 
   const boot = async (s: SimSite): Promise<void> => {
     const store = await openSiteStore(s.storeDir)
-    const inner = topology.transport === 'memory' ? memory() : tcp()
-    const listen = topology.transport === 'memory' ? [`/memory/${s.identity.peerId}-${s.index}`] : ['/ip4/127.0.0.1/tcp/0']
-    const site = createSite({
-      site: s.name,
+    const site = createSimSite({
+      topology,
+      index: s.index,
       identity: s.identity,
       store,
-      host: {
-        listen,
-        bootstrap: sites.filter(o => o !== s && o.state === 'up' && o.site !== undefined).flatMap(o => o.site!.multiaddrs().slice(0, 1)),
-        psk,
-        allowlist,
-        transports: [shapedTransport({ site: s.name, network, inner })],
-        reconnect: { initialMs: 100, maxMs: 2_000 }
-      },
-      federation: init.settings,
+      bootstrap: sites.filter(o => o !== s && o.state === 'up' && o.site !== undefined).flatMap(o => o.site!.multiaddrs().slice(0, 1)),
+      psk,
+      allowlist,
+      network,
+      settings: init.settings,
       specHash: init.specHash
     }, {
       clock: components.clock,

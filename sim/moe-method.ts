@@ -15,53 +15,40 @@
  *   4. Every site publishes its trained expert; a member assembles the MoE
  *      from the committed shared part and the verified artifacts it holds.
  *
- * The simulator also watches every round as an observer (it can see all
- * learners, a real deployment cannot) to score the federation round by round.
+ * The simulator also watches every round as an observer (it is told every
+ * site's expert after local training, a real deployment is not) to score the
+ * federation round by round.
+ *
+ * The method is written against the site agent (sim/agent/types.ts): the
+ * same code drives sites in this process ("execution": "inline") or each in
+ * a child process of its own ("process").
  */
 import { setMaxListeners } from 'node:events'
-import { createSeededRandom, type Logger } from '../coordinator/components.ts'
+import type { LogLevel, Logger } from '../coordinator/components.ts'
 import { DP_ROUTING, type RoutingConfig } from '../coordinator/routing/config.ts'
 import { buildDensityRouter, type DensityRouter } from '../coordinator/routing/router.ts'
 import type { Projection } from '../coordinator/routing/projection.ts'
 import type { SiteRelease } from '../coordinator/routing/release.ts'
 import { unflattenTensors, type TensorMap } from '../protocols/tensors.ts'
-import { createBatchSource } from '../node/data/batches.ts'
-import { createExpertExchange, type ExpertExchange } from '../node/experts/exchange.ts'
-import { createExpertRegistry, type ExpertRegistry } from '../node/experts/registry.ts'
 import { evaluateWithGates, installAssembly, type AssembledEval } from '../node/federation/assemble-eval.ts'
-import { createMoeLearner, type MoeLearner } from '../node/federation/learner.ts'
-import { recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
-import { isRoutingArtifact, readSummedRelease, sourcesToTensor, withHeldBlobs } from '../node/federation/global-release.ts'
+import { exchangedPart, recipeInitialParams, recipeSpec } from '../node/federation/recipe.ts'
 import { componentsFromTensors, componentsToTensors } from '../node/federation/release-tensors.ts'
-import { densityGates, releaseSiteComponents, releaseSiteGlobal } from '../node/federation/routing-releases.ts'
-import { serveBlobs } from '../node/mesh/transfer.ts'
+import { densityGates } from '../node/federation/routing-releases.ts'
 import { createMoeModel } from '../node/model/moe.ts'
 import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
-import { createPrivacyLedger, readLedgerBudget, type PrivacyLedger } from '../node/privacy/ledger.ts'
 import type { FederationSettingsInput } from '../node/site/config.ts'
-import type { Learner } from '../node/site/learner.ts'
-import type { CommitEvent } from '../node/site/site.ts'
-import type { SiteStore } from '../node/store.ts'
+import { createInlineFleet, type AgentFleetInit } from './agent/inline.ts'
+import { createProcessFleet } from './agent/process.ts'
+import type { AgentEvents, AgentFleet, Execution, SiteAgent } from './agent/types.ts'
 import { drive } from './drive.ts'
 import { TopologyError } from './errors.ts'
-import { createFleet, type Fleet, type SimSite } from './fleet.ts'
 import type { Progress } from './progress.ts'
 import type { RoundRecord } from './report/schema.ts'
 import type { SimData } from './data.ts'
-import { latestBefore, pick, recordAction, sameProjection, waitFor, type SiteEvent } from './moe-helpers.ts'
-import { sleep } from './sleep.ts'
+import { latestBefore, pick, recordAction, waitFor, type SiteEvent } from './moe-helpers.ts'
 import { sumReleaseOneAt } from './release-one.ts'
 import { buildSchedule } from './schedule.ts'
-import { expertCount, type Topology } from './topology.ts'
-
-/** Protocols whose frames count as the federation's payload (heartbeats are left out: their number depends on wall time). */
-const PAYLOAD_PROTOCOLS = ['/forgemesh/update/', '/forgemesh/model/', '/forgemesh/artifact/', '/forgemesh/experts-announce/', '/forgemesh/secagg/']
-
-/** In each expert artifact: the hash of the routing artifact whose projection its release 2 lives in. */
-const PROJECTION_SOURCE = 'router.projection.source'
-
-/** A budget for the routing releases when the topology sets none (DP_ROUTING spends epsilon 8 of it). */
-const DEFAULT_ROUTING_BUDGET = { epsilon: 10, delta: 1e-5 }
+import { executionOf, expertCount, type Topology } from './topology.ts'
 
 export interface MoeMethodOptions {
   dir: string
@@ -70,13 +57,24 @@ export interface MoeMethodOptions {
   routing?: RoutingConfig
   progress?: Progress
   signal?: AbortSignal
-  /** Sees every frame byte each site writes or reads, before encryption. */
+  /** Log levels of the sites' child processes passed on to the logger (default warn and error; inline sites log to it directly). */
+  siteLogLevels?: LogLevel[]
+  /** Sees every frame byte each site writes or reads, before encryption (inline execution only). */
   wireTap?: (site: string, direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
 }
 
 export type { SiteEvent } from './moe-helpers.ts'
 
+/** Where a site ran: its processes (one per life) and their measured peak RSS. */
+export interface SiteRun {
+  pids: number[]
+  /** Max over the site's lives of its child's peak resident set; null inline (one process holds every site). */
+  peakRssBytes: number | null
+  exits: Array<{ pid: number, signal: string | null, code: number | null }>
+}
+
 export interface MoeMethodResult {
+  execution: Execution
   rounds: RoundRecord[]
   /** The MoE as a member assembled it from verified artifacts after the last round. */
   assembled: AssembledEval & { site: string, experts: number }
@@ -85,64 +83,35 @@ export interface MoeMethodResult {
   wallSeconds: number
   /** Payload bytes after the last commit: every site's final expert (with its release 2) fetched by every member. */
   publication: Pick<RoundRecord, 'bytesPerLink' | 'bytesSent'>
+  sites: Record<string, SiteRun>
 }
 
-interface SiteExtras { registry: ExpertRegistry, exchange: ExpertExchange, ledger: PrivacyLedger, held: ReturnType<typeof withHeldBlobs> }
+/** How long to wait for the mesh: a full mesh of N sites takes N² handshakes and N fetches per artifact on the same cores. */
+const patienceFor = (sites: number) => (baseMs: number): number => baseMs + 4_000 * sites
 
 export async function runNetworkedMoe (topology: Topology, data: SimData, options: MoeMethodOptions, components: { logger: Logger }): Promise<MoeMethodResult> {
   const t0 = performance.now()
   const log = components.logger
   const f = topology.federation
+  const execution = executionOf(topology)
+  if (execution === 'process' && options.wireTap !== undefined) throw new TopologyError('a wire tap sees frames in this process only: run the topology with "execution": "inline"')
   const routing = options.routing ?? DP_ROUTING
   const spec = specFor(topology)
   const initial = recipeInitialParams(spec)
-  const slots = topology.sites.map((s, i) => {
-    if (s.experts.length > 1) throw new TopologyError(`sites[${i}].experts: the simulator's MoE gives each site one expert, '${s.name}' owns ${s.experts.length}`)
-    return s.experts[0] ?? i
-  })
+  /** The shape of the committed aggregate (trunk and head, sorted), as every learner's getShared() has it. */
+  const template = exchangedPart(initial)
+  const slots = slotsOf(topology)
   const schedule = buildSchedule(topology)
-  // One process plays every site: a full mesh of N sites takes N² handshakes and N fetches per artifact on the same cores.
-  const patience = (baseMs: number): number => baseMs + 4_000 * topology.sites.length
-  const slowdown = new Map<string, number>()
-  const learners: MoeLearner[] = []
+  const patience = patienceFor(topology.sites.length)
   /** Each site's expert after its local training of round r (the observer's view). */
   const expertAt = topology.sites.map(() => new Map<number, TensorMap>())
-  const extras = new Map<string, SiteExtras>()
   /** Each site's release 2, once made (the final artifact carries it again). */
   const released = new Map<string, SiteRelease>()
   /** Site name -> hash of its final expert artifact, once published. */
   const finalPublished = new Map<string, string>()
   /** The aggregator's artifact holding the summed release 1 and the projection. */
   let routingHash: string | undefined
-  let fleet: Fleet | undefined
-
-  const learnerFor = (i: number): Learner => {
-    const site = topology.sites[i]!
-    const own = data.sites[i]!
-    const learner = createMoeLearner({
-      spec,
-      expert: slots[i]!,
-      data: createBatchSource(own, { seed: `${topology.seed}/site-${site.name}` }),
-      lr: f.optimizer.lr,
-      batchSize: f.batchSize,
-      initial
-    }, { logger: log.child(site.name) })
-    learners[i] = learner
-    return {
-      get sampleCount () { return learner.sampleCount },
-      getShared: () => learner.getShared(),
-      setShared: (p) => { learner.setShared(p) },
-      trainLocal: async (steps, opts) => {
-        const started = performance.now()
-        const round = (fleet?.byName(site.name).site?.status().round ?? 0) + 1
-        const r = await learner.trainLocal(steps, opts)
-        expertAt[i]!.set(round, learner.expertParams())
-        const factor = slowdown.get(site.name) ?? 1
-        if (factor > 1) await sleep((factor - 1) * (performance.now() - started), opts?.signal)
-        return r
-      }
-    }
-  }
+  const indexOf = new Map(topology.sites.map((s, i) => [s.name, i]))
 
   const settings: FederationSettingsInput = {
     strategy: f.strategy,
@@ -160,21 +129,16 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 
   // ---- per-round observation ------------------------------------------------
   const rounds: RoundRecord[] = []
-  const linkBytes = new Map<string, number>()
-  const firstCommit = new Map<number, CommitEvent>()
+  const firstCommit = new Set<number>()
   let lastCommitAt = performance.now()
   let roundsSeen = 0
-  const onFrame = (from: string, toPeer: string, protocol: string, bytes: number): void => {
-    if (!PAYLOAD_PROTOCOLS.some(p => protocol.startsWith(p))) return
-    const to = fleet?.siteOfPeer(toPeer) ?? toPeer
-    const key = `${from}\u0000${to}`
-    linkBytes.set(key, (linkBytes.get(key) ?? 0) + bytes)
-  }
-  const takeLinkBytes = (): RoundRecord['bytesPerLink'] => {
-    const out = [...linkBytes.entries()].map(([k, bytes]) => { const [from, to] = k.split('\u0000') as [string, string]; return { from, to, bytes } })
-      .sort((a, b) => a.from === b.from ? (a.to < b.to ? -1 : 1) : (a.from < b.from ? -1 : 1))
-    linkBytes.clear()
-    return out
+  let fleet: AgentFleet | undefined
+
+  /** Payload bytes per directed link since the last take, from every site (a crashed child's were taken before it died). */
+  const takeLinkBytes = async (): Promise<RoundRecord['bytesPerLink']> => {
+    const out: RoundRecord['bytesPerLink'] = []
+    for (const a of fleet!.agents) for (const [to, bytes] of await a.ops.takeLinkBytes()) out.push({ from: a.name, to, bytes })
+    return out.sort((a, b) => a.from === b.from ? (a.to < b.to ? -1 : 1) : (a.from < b.from ? -1 : 1))
   }
 
   let router: DensityRouter | undefined
@@ -182,28 +146,28 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   const evalModel = createMoeModel(spec, initial)
   const epsSpent = async (): Promise<Record<string, number>> => {
     const out: Record<string, number> = {}
-    for (const s of topology.sites) {
-      const x = extras.get(s.name)
-      if (x !== undefined) out[s.name] = (await x.ledger.status()).spent.epsilon
-    }
+    for (const a of fleet!.agents) if (a.state === 'up') out[a.name] = await a.ops.epsSpent()
     return out
   }
 
-  const observe = async (round: number, e: CommitEvent, site: SimSite): Promise<void> => {
+  const observe = async (round: number, participants: string[], site: SiteAgent): Promise<void> => {
     const now = performance.now()
     const record: RoundRecord = {
       round,
       accuracy: 0,
       loss: 0,
-      bytesPerLink: takeLinkBytes(),
+      bytesPerLink: await takeLinkBytes(),
       bytesSent: 0,
       durationS: (now - lastCommitAt) / 1000,
-      participants: [...e.participants].sort(),
+      participants: [...participants].sort(),
       epsSpent: await epsSpent()
     }
     record.bytesSent = record.bytesPerLink.reduce((a, l) => a + l.bytes, 0)
     lastCommitAt = now
     if (options.evalRounds.has(round) || round === f.rounds) {
+      // A participant trained this round before it sent its update; in a child, that news may still be on its way.
+      await waitFor(() => participants.every(p => expertAt[indexOf.get(p)!]?.has(round) ?? true), 30_000, `the experts the participants of round ${round} trained`)
+        .catch(() => { log.warn('sim.observe-missing-expert', { round }) })
       const scored = await scoreAt(round, site)
       record.accuracy = scored.accuracy
       record.loss = scored.loss
@@ -213,21 +177,29 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
       record.loss = prev?.loss ?? 0
     }
     rounds.push(record)
-    options.progress?.round({ round, accuracy: record.accuracy, loss: record.loss, bytesSent: record.bytesSent, durationS: record.durationS, participants: e.participants.length })
+    options.progress?.round({ round, accuracy: record.accuracy, loss: record.loss, bytesSent: record.bytesSent, durationS: record.durationS, participants: participants.length })
   }
 
   /** Round 0: the routing releases and first artifacts, scored with the initial parameters. */
-  const observeSetup = async (present: SimSite[]): Promise<void> => {
+  const observeSetup = async (present: SiteAgent[]): Promise<void> => {
     const scored = await scoreAt(0, present[0]!)
-    const bytesPerLink = takeLinkBytes()
+    const bytesPerLink = await takeLinkBytes()
     rounds.push({ round: 0, accuracy: scored.accuracy, loss: scored.loss, bytesPerLink, bytesSent: bytesPerLink.reduce((a, l) => a + l.bytes, 0), durationS: (performance.now() - lastCommitAt) / 1000, participants: present.map(s => s.name).sort(), epsSpent: await epsSpent() })
     lastCommitAt = performance.now()
   }
 
-  const scoreAt = async (round: number, site: SimSite): Promise<AssembledEval> => {
-    const aggregate = round === 0 ? undefined : await site.site!.roundLog().aggregate(round)
-    if (round > 0 && aggregate === undefined) throw new TopologyError(`round ${round} has no committed aggregate at ${site.name}`)
-    const template = learners[site.index]!.getShared()
+  /** A round's committed aggregate, from the site that committed it or, if that one is down now, any live site holding it. */
+  const aggregateOf = async (round: number, site: SiteAgent): Promise<Float32Array> => {
+    for (const a of [site, ...fleet!.up().filter(o => o !== site)]) {
+      if (a.state !== 'up') continue
+      const agg = await a.ops.aggregateAt({ round }).catch(() => undefined)
+      if (agg !== undefined) return agg
+    }
+    throw new TopologyError(`round ${round} has no committed aggregate at ${site.name}`)
+  }
+
+  const scoreAt = async (round: number, site: SiteAgent): Promise<AssembledEval> => {
+    const aggregate = round === 0 ? undefined : await aggregateOf(round, site)
     const shared = aggregate === undefined ? new Map([...initial].filter(([n]) => template.has(n))) : unflattenTensors(aggregate, template)
     const experts = slots.map((slot, i) => expertAt[i]!.get(round) ?? latestBefore(expertAt[i]!, round) ?? pick(initial, slot))
     const bySlot = new Array<TensorMap>(spec.experts)
@@ -240,70 +212,49 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   // ---- the fleet ------------------------------------------------------------
   const events = new Map<string, SiteEvent[]>(topology.sites.map(s => [s.name, []]))
   let pending = Promise.resolve()
-  fleet = await createFleet({ topology, dir: options.dir, settings, specHash: hashSpec(spec) }, {
-    clock: { now: () => Date.now() },
-    random: createSeededRandom(topology.seed),
-    logger: log,
-    learnerFor,
-    onFrame,
-    ...(options.wireTap !== undefined ? { wireTap: options.wireTap } : {}),
-    onCommit: (name, e) => {
-      if (firstCommit.has(e.round)) return
-      firstCommit.set(e.round, e)
-      const site = fleet!.byName(name)
-      // Observations run one at a time, in round order.
-      pending = pending.then(async () => { await observe(e.round, e, site) }).catch((err: unknown) => { log.error('sim.observe-failed', { round: e.round, error: err instanceof Error ? err.message : String(err) }) })
-      roundsSeen = Math.max(roundsSeen, e.round)
-    },
-    attach: async (s, running) => {
-      const x = await attachExperts(s, running, spec)
-      extras.set(s.name, x)
-      const off = running.site.on('privacy:refused', ({ round, message }) => { refusedPrivacy(s.name, round, message) })
-      return async () => { off(); await x.exchange.stop(); extras.delete(s.name) }
-    }
-  })
-
   /** When every live site's budget refuses the next round, the federation cannot go on: stop with the reason. */
   const budgetStop = new AbortController()
   const refusals = new Map<number, Set<string>>()
-  const refusedPrivacy = (site: string, round: number, message: string): void => {
-    const who = refusals.get(round) ?? new Set<string>()
-    refusals.set(round, who)
-    who.add(site)
-    if (fleet !== undefined && fleet.up().every(s => who.has(s.name)) && !budgetStop.signal.aborted) {
-      budgetStop.abort(new TopologyError(`every site's privacy budget refuses round ${round} (${message}); raise federation.privacy.budget, lower the noise cost, or run fewer rounds`))
-    }
+  const agentEvents: AgentEvents = {
+    onCommit: (name, e) => {
+      if (firstCommit.has(e.round)) return
+      firstCommit.add(e.round)
+      const site = fleet!.byName(name)
+      // Observations run one at a time, in round order.
+      pending = pending.then(async () => { await observe(e.round, e.participants, site) }).catch((err: unknown) => { log.error('sim.observe-failed', { round: e.round, error: err instanceof Error ? err.message : String(err) }) })
+      roundsSeen = Math.max(roundsSeen, e.round)
+    },
+    onRefused: (site, { round, message }) => {
+      const who = refusals.get(round) ?? new Set<string>()
+      refusals.set(round, who)
+      who.add(site)
+      if (fleet !== undefined && fleet.up().every(s => who.has(s.name)) && !budgetStop.signal.aborted) {
+        budgetStop.abort(new TopologyError(`every site's privacy budget refuses round ${round} (${message}); raise federation.privacy.budget, lower the noise cost, or run fewer rounds`))
+      }
+    },
+    onTrained: (site, { round, params }) => { expertAt[indexOf.get(site)!]!.set(round, params) }
   }
+  const fleetInit: AgentFleetInit = { topology, dir: options.dir, settings, spec, specHash: hashSpec(spec), initial, slots, routing }
+  fleet = execution === 'inline'
+    ? await createInlineFleet(fleetInit, { logger: log, rows: data.sites, ...agentEvents, ...(options.wireTap !== undefined ? { wireTap: options.wireTap } : {}) })
+    : await createProcessFleet(fleetInit, { logger: log, ...agentEvents, ...(options.signal !== undefined ? { signal: options.signal } : {}), ...(options.siteLogLevels !== undefined ? { forward: options.siteLogLevels } : {}) })
 
-  const attachExperts = async (s: SimSite, running: { store: SiteStore, site: { host: import('../node/mesh/host.ts').SiteHost } }, moeSpec: MoeSpec): Promise<SiteExtras> => {
-    const clock = { now: () => Date.now() }
-    const registry = createExpertRegistry({ store: running.store, clock })
-    const members = new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey]))
-    // The site serves its blobs itself: its registry, and before it a routing contribution it holds for the aggregator.
-    const exchange = createExpertExchange({ spec: moeSpec, members, serveArtifacts: false }, { host: running.site.host, identity: s.identity, registry, clock, logger: log.child(`${s.name}:experts`) })
-    const held = withHeldBlobs(registry.blobSource())
-    await serveBlobs(running.site.host, held, { logger: log.child(`${s.name}:blobs`) })
-    await exchange.start()
-    const budget = await readLedgerBudget(running.store)
-    const wanted = f.privacy.budget ?? DEFAULT_ROUTING_BUDGET
-    const ledger = createPrivacyLedger(running.store, budget ?? { epsilonBudget: wanted.epsilon, delta: wanted.delta }, { clock })
-    return { registry, exchange, ledger, held }
-  }
-
+  let result: Omit<MoeMethodResult, 'sites'>
   try {
     options.progress?.start('moe', f.rounds)
     await fleet.start(name => !schedule.lateJoiners.has(name))
     const present = fleet.up()
-    await waitFor(() => present.every(s => s.site!.status().peers.filter(p => p.live).length >= present.length - 1), patience(30_000), 'every site to see the others')
+    await waitFor(async () => (await Promise.all(present.map(async a => await a.ops.status()))).every(st => st.livePeers >= present.length - 1), patience(30_000), 'every site to see the others')
 
     // Phase 1: every site present at the start releases its global moments to the aggregator,
     // which publishes their sum and the projection; every member fetches that one artifact.
-    const setup = await sumReleaseOne(present)
+    const setup = await sumReleaseOneAt(present, { federation: topology.name, timeoutMs: patience(60_000), ...(options.signal !== undefined ? { signal: options.signal } : {}) }, { logger: log })
     const projection = setup.projection
     routingHash = setup.hash
     // Phase 2: each site's components in the projection, charged now; they travel once, with
     // the site's trained expert (an earlier artifact would only repeat the untrained weights).
-    for (const s of present) released.set(s.name, await releaseComponentsOf(s, projection))
+    const seconds = await Promise.all(present.map(async s => await s.ops.releaseTwo({ projection })))
+    present.forEach((s, i) => { released.set(s.name, seconds[i]!) })
     refreshRouter(projection)
     log.info('sim.routing-ready', { sites: present.length, components: router!.components.length })
     await observeSetup(present)
@@ -314,20 +265,21 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     setMaxListeners(0, driveSignal)
     await drive(fleet, { rounds: f.rounds, schedule, signal: driveSignal, catchUpTimeoutMs: patience(60_000) }, {
       committedRound: () => roundsSeen,
-      setSlowdown: (site, factor) => { slowdown.set(site, factor) },
-      afterJoin: async (name) => { await admitLateJoiner(fleet!.byName(name), projection) },
+      setSlowdown: (site, factor) => { fleet!.byName(site).ops.setSlowdown({ factor }).catch((err: Error) => { log.warn('sim.slowdown-failed', { site, error: err.message }) }) },
+      afterJoin: async (name) => {
+        // A late joiner takes the projection from the routing artifact it fetched on connecting.
+        released.set(name, await fleet!.byName(name).ops.admit({ projection, timeoutMs: patience(60_000) }))
+        refreshRouter(projection)
+      },
       beforeLeave: async (name) => {
         // A leaving site hands its trained expert over before it goes: the others fetch it while it still serves.
         const leaving = fleet!.byName(name)
-        await publishFinal(leaving, projection)
+        await publishFinal(leaving)
+        const hash = finalPublished.get(name)
         const others = fleet!.up().filter(o => o !== leaving)
-        await waitFor(async () => {
-          for (const o of others) {
-            const has = (await extras.get(o.name)!.registry.usable()).some(r => r.manifest.siteId === leaving.identity.peerId && r.manifest.version === 3)
-            if (!has) return false
-          }
-          return true
-        }, patience(60_000), `the federation to fetch ${name}'s final expert`)
+        if (hash !== undefined && hash !== '') {
+          await waitFor(async () => (await Promise.all(others.map(async o => await o.ops.holds({ hashes: [hash] })))).every(h => h.length === 1), patience(60_000), `the federation to fetch ${name}'s final expert`)
+        }
       },
       onAction: (action, round) => { recordAction(events, action, round) }
     }, { logger: log })
@@ -338,150 +290,82 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     const up = fleet.up()
     let phaseAt = performance.now()
     const phaseMs = (): number => { const now = performance.now(); const ms = Math.round(now - phaseAt); phaseAt = now; return ms }
-    for (const s of up) await publishFinal(s, projection)
+    await Promise.all(up.map(async s => { await publishFinal(s) }))
     log.info('sim.final-published', { sites: up.length, ms: phaseMs() })
     await waitForFinalArtifacts(up)
     log.info('sim.final-held', { sites: up.length, ms: phaseMs() })
     // A member that finished every round assembles (a site left behind by a failed catch-up does not).
-    const assembler = up.reduce((best, s) => (s.site!.status().round > best.site!.status().round ? s : best), up[0]!)
+    const reached = await Promise.all(up.map(async s => (await s.ops.status()).round))
+    const assembler = up.reduce((best, s, i) => (reached[i]! > reached[up.indexOf(best)]! ? s : best), up[0]!)
     const assembled = await assembleAt(assembler, projection)
     log.info('sim.assembled', { site: assembler.name, experts: assembled.experts, ms: phaseMs() })
-    const finalLinks = takeLinkBytes()
+    const finalLinks = await takeLinkBytes()
     options.progress?.done()
-    return { rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000, publication: { bytesPerLink: finalLinks, bytesSent: finalLinks.reduce((a, l) => a + l.bytes, 0) } }
+    result = { execution, rounds, assembled, events, epsSpent: await epsSpent(), wallSeconds: (performance.now() - t0) / 1000, publication: { bytesPerLink: finalLinks, bytesSent: finalLinks.reduce((a, l) => a + l.bytes, 0) } }
   } finally {
     await fleet.stop()
     evalModel.dispose()
-    for (const l of learners) l?.dispose()
   }
+  // Peak RSS is read as each child ends, so only now is every life counted.
+  const sites = Object.fromEntries(fleet.agents.map(a => [a.name, { pids: a.pids(), peakRssBytes: a.peakRssBytes(), exits: a.exits() }]))
+  return { ...result, sites }
 
   // ---- helpers that need the closure -----------------------------------------
-  async function releaseGlobal (s: SimSite): ReturnType<typeof releaseSiteGlobal> {
-    const own = data.sites[s.index]!
-    return await releaseSiteGlobal({ rows: own.x, n: own.n, dim: own.dim }, routing, { ledger: extras.get(s.name)!.ledger, random: createSeededRandom(`${topology.seed}/routing/${s.name}`) }, { label: s.name })
-  }
-
-  async function releaseComponentsOf (s: SimSite, projection: Projection): Promise<SiteRelease> {
-    const own = data.sites[s.index]!
-    return await releaseSiteComponents({ expert: slots[s.index]!, rows: own.x, labels: own.y, n: own.n }, projection, routing, { ledger: extras.get(s.name)!.ledger, random: createSeededRandom(`${topology.seed}/routing/${s.name}`) }, { label: s.name })
-  }
-
-  /** A site that joins after the setup takes the projection from the artifacts it fetched and releases its components. */
-  async function admitLateJoiner (s: SimSite, projection: Projection): Promise<void> {
-    const x = extras.get(s.name)!
-    await waitFor(async () => (await x.registry.usable()).some(r => isRoutingArtifact(r.manifest)), patience(60_000), `${s.name} to fetch the federation's routing artifact`)
-    const carried = (await x.registry.usable()).find(r => isRoutingArtifact(r.manifest))!
-    const theirs = readSummedRelease((await x.registry.load(carried.hash, { spec })).router).projection
-    if (!sameProjection(theirs, projection)) throw new TopologyError(`${s.name} received a projection that differs from the federation's`)
-    released.set(s.name, await releaseComponentsOf(s, theirs))
-    refreshRouter(projection)
-  }
 
   /** The trained expert, published once: at the end, or when its site leaves for good. */
-  async function publishFinal (s: SimSite, projection: Projection): Promise<void> {
+  async function publishFinal (s: SiteAgent): Promise<void> {
     const release = released.get(s.name)
     if (release === undefined || finalPublished.has(s.name)) return
+    if (routingHash === undefined) throw new TopologyError('release 2 before the routing projection was published')
     finalPublished.set(s.name, '')
-    finalPublished.set(s.name, await publish(s, 3, { release }))
+    finalPublished.set(s.name, await s.ops.publish({ version: 3, release, routingHash, trainedRounds: roundsSeen }))
   }
 
   /** The observer's router for per-round scores: every release made so far, through the float32 tensors an artifact carries. */
   function refreshRouter (projection: Projection): void {
-    const releases = [...released.entries()].map(([name, r]) => ({ slot: slots[fleet!.byName(name).index]!, r }))
+    const releases = [...released.entries()].map(([name, r]) => ({ slot: slots[indexOf.get(name)!]!, r }))
       .sort((a, b) => a.slot - b.slot).map(({ slot, r }) => componentsFromTensors(componentsToTensors(r), slot))
     router = buildDensityRouter(projection, releases, spec.experts, routing)
     testGates = densityGates(router, data.test.x, data.test.n, { topK: spec.topK })
-  }
-
-  /** The site's expert with its release 2, naming the routing artifact whose projection the release lives in. */
-  async function publish (s: SimSite, version: number, what: { release: SiteRelease }): Promise<string> {
-    if (routingHash === undefined) throw new TopologyError('release 2 before the routing projection was published')
-    const router = new Map([...componentsToTensors(what.release), [PROJECTION_SOURCE, sourcesToTensor([routingHash])] as const])
-    const expertId = `${s.name}.expert-${slots[s.index]!}`
-    const previous = (await extras.get(s.name)!.registry.list()).filter(r => r.manifest.siteId === s.identity.peerId && r.manifest.expertId === expertId).map(r => r.manifest.version)
-    const published = await extras.get(s.name)!.exchange.publish({
-      expertId,
-      slot: slots[s.index]!,
-      version,
-      parentVersion: previous.length === 0 ? null : Math.max(...previous),
-      sampleCount: data.sites[s.index]!.n,
-      metrics: { trainedRounds: roundsSeen },
-      params: learners[s.index]!.expertParams(),
-      router
-    })
-    return published.hash
-  }
-
-  async function ownArtifact (s: SimSite, version: number): Promise<Awaited<ReturnType<ExpertRegistry['load']>>> {
-    const x = extras.get(s.name)!
-    const rec = (await x.registry.list()).find(r => r.manifest.siteId === s.identity.peerId && r.manifest.version === version)
-    if (rec === undefined) throw new TopologyError(`${s.name} holds no artifact of its own at version ${version}`)
-    return await x.registry.load(rec.hash, { spec })
   }
 
   /**
    * Until every site holds the final expert artifact of every site in `sites`. A site hears an
    * announce only from peers it is connected to at that moment; one that still lacks artifacts
    * after a few seconds asks every live peer for its inventory (what a long-lived node does on a
-   * timer). Why by hash, remembered, and all sites at once: with 32 sites the main thread is
-   * saturated by the mesh, so every store read waits a whole busy event-loop turn; polling each
-   * site's `usable()` one after the other took ~100 sequential reads per site per poll, and a
-   * poll of 32 sites took minutes (the "hang" after the last round of churn-32).
+   * timer). Why by hash, remembered, and all sites at once: with 32 sites in one thread the main
+   * thread is saturated by the mesh, so every store read waits a whole busy event-loop turn;
+   * polling each site's `usable()` one after the other took minutes (churn-32's "hang").
    */
-  async function waitForFinalArtifacts (sites: SimSite[]): Promise<void> {
+  async function waitForFinalArtifacts (sites: SiteAgent[]): Promise<void> {
     const wanted = sites.map(s => finalPublished.get(s.name)).filter((h): h is string => h !== undefined && h !== '')
     const missing = new Map(sites.map(s => [s.name, new Set(wanted)]))
     let lastSync = performance.now()
     await waitFor(async () => {
       await Promise.all(sites.map(async (s) => {
-        const registry = extras.get(s.name)!.registry
         const lacks = missing.get(s.name)!
-        await Promise.all([...lacks].map(async (h) => { if (await registry.has(h)) lacks.delete(h) }))
+        if (lacks.size === 0) return
+        for (const h of await s.ops.holds({ hashes: [...lacks] })) lacks.delete(h)
       }))
       const behind = sites.filter(s => missing.get(s.name)!.size > 0)
       if (behind.length > 0 && performance.now() - lastSync > 5_000) {
         lastSync = performance.now()
         log.info('sim.final-sync', { behind: behind.map(s => s.name), missing: behind.reduce((a, s) => a + missing.get(s.name)!.size, 0) })
-        for (const s of behind) {
-          for (const o of fleet!.up()) if (o !== s) extras.get(s.name)?.exchange.sync(o.identity.peerId).catch(() => {})
-        }
+        const live = fleet!.up()
+        for (const s of behind) s.ops.sync({ peerIds: live.filter(o => o !== s).map(o => o.peerId) }).catch(() => {})
       }
       return behind.length === 0
     }, patience(60_000), `every site to hold the ${wanted.length} final expert artifacts`, 250)
   }
 
-  /** The latest verified expert artifact of every site (the routing artifact aside). */
-  async function latestArtifacts (s: SimSite): Promise<Array<Awaited<ReturnType<ExpertRegistry['load']>>>> {
-    const x = extras.get(s.name)!
-    const usable = (await x.registry.usable()).filter(r => !isRoutingArtifact(r.manifest))
-    return await Promise.all(usable.sort((a, b) => a.manifest.slot - b.manifest.slot).map(async r => await x.registry.load(r.hash, { spec })))
-  }
-
-  async function sumReleaseOne (sites: SimSite[]): Promise<{ projection: Projection, hash: string }> {
-    return await sumReleaseOneAt(sites, {
-      spec, routing, federation: topology.name, timeoutMs: patience(60_000),
-      members: new Map(fleet!.sites.map(o => [o.identity.peerId, o.identity.publicKey])),
-      ...(options.signal !== undefined ? { signal: options.signal } : {})
-    }, {
-      logger: log,
-      extrasOf: (s) => extras.get(s.name)!,
-      contribution: async (s) => ({ slot: slots[s.index]!, sampleCount: data.sites[s.index]!.n, params: learners[s.index]!.expertParams(), moments: await releaseGlobal(s) })
-    })
-  }
-
-  async function routerAt (s: SimSite, projection: Projection): Promise<DensityRouter> {
-    const releases = (await latestArtifacts(s)).filter(a => a.router.has('router.components.meta')).map(a => componentsFromTensors(a.router, a.manifest.slot))
-    return buildDensityRouter(projection, releases, spec.experts, routing)
-  }
-
-  async function assembleAt (s: SimSite, projection: Projection): Promise<MoeMethodResult['assembled']> {
-    const artifacts = await latestArtifacts(s)
-    const memberRouter = await routerAt(s, projection)
-    const last = await s.site!.roundLog().last()
-    if (last === undefined) throw new TopologyError(`${s.name} committed no round`)
-    const shared = unflattenTensors((await s.site!.roundLog().aggregate(last.round))!, learners[s.index]!.getShared())
-    const bySlot = Array.from({ length: spec.experts }, (_, e) => artifacts.find(a => a.manifest.slot === e)?.weights ?? pick(initial, e))
-    const present = new Set(artifacts.map(a => a.manifest.slot))
+  /** The MoE as the member assembles it: its committed aggregate and the verified artifacts in its registry, density-routed. */
+  async function assembleAt (s: SiteAgent, projection: Projection): Promise<MoeMethodResult['assembled']> {
+    const inputs = await s.ops.assemblyInputs()
+    const releases = inputs.artifacts.filter(a => a.router.has('router.components.meta')).map(a => componentsFromTensors(a.router, a.slot))
+    const memberRouter = buildDensityRouter(projection, releases, spec.experts, routing)
+    const shared = unflattenTensors(inputs.aggregate, template)
+    const bySlot = Array.from({ length: spec.experts }, (_, e) => inputs.artifacts.find(a => a.slot === e)?.weights ?? pick(initial, e))
+    const present = new Set(inputs.artifacts.map(a => a.slot))
     const optOut = new Set(Array.from({ length: spec.experts }, (_, e) => e).filter(e => !present.has(e)))
     const model = createMoeModel(spec, initial)
     try {
@@ -497,4 +381,12 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 export function specFor (topology: Topology): MoeSpec {
   const m = topology.federation.model
   return recipeSpec({ inputDim: m.inputDim, classes: m.classes, experts: expertCount(topology), seed: m.seed, width: m.width, expertHidden: m.expertHidden, topK: m.topK })
+}
+
+/** Each site's expert slot: the one it owns, else its index. */
+export function slotsOf (topology: Topology): number[] {
+  return topology.sites.map((s, i) => {
+    if (s.experts.length > 1) throw new TopologyError(`sites[${i}].experts: the simulator's MoE gives each site one expert, '${s.name}' owns ${s.experts.length}`)
+    return s.experts[0] ?? i
+  })
 }

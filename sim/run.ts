@@ -1,12 +1,13 @@
 /**
- * One simulator run: the networked MoE over real sites on the shaped mesh,
- * the three baselines on a worker thread at the same time (both cores busy),
- * then report.json, report.html and a summary table.
+ * One simulator run: the networked MoE over real sites on the shaped mesh
+ * (each site in a child process of its own, or all inline), the three
+ * baselines on a worker thread at the same time, then report.json,
+ * report.html and a summary table.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import type { Logger } from '../coordinator/components.ts'
+import type { LogLevel, Logger } from '../coordinator/components.ts'
 import type { RoundRecord as FederationRecord } from '../node/federation/run-common.ts'
 import { runBaselinesInWorker, type BaselineOutcome, type BaselineResults } from './baselines.ts'
 import { selectBackend } from '../node/model/backend.ts'
@@ -24,6 +25,8 @@ export interface RunOptions {
   evalRounds?: number[]
   progress?: Progress
   signal?: AbortSignal
+  /** Log levels of the sites' child processes passed on (default warn and error). */
+  siteLogLevels?: LogLevel[]
   /** Keep the sites' stores and keys (default: removed after the run). */
   keepWorkDir?: boolean
 }
@@ -50,7 +53,7 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
   const evalRounds = options.evalRounds ?? defaultEvalRounds(topology.federation.rounds)
   const work = await mkdtemp(join(tmpdir(), `forgemesh-sim-${topology.name}-`))
   try {
-    // One process plays every site, so they share one tfjs backend: the first site's choice.
+    // The observer (and, inline, every site) uses the first site's backend choice.
     const backend = await selectBackend(topology.sites[0]?.backend ?? 'auto', components.logger)
     const data = await loadSimData(topology, options.signal !== undefined ? { signal: options.signal } : {})
     const baselines = runBaselinesInWorker(topology, data, evalRounds, backend.name, options.signal)
@@ -60,7 +63,8 @@ export async function runSimulation (topology: Topology, options: RunOptions, co
       dir: work,
       evalRounds: new Set(evalRounds),
       ...(options.progress !== undefined ? { progress: options.progress } : {}),
-      ...(options.signal !== undefined ? { signal: options.signal } : {})
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      ...(options.siteLogLevels !== undefined ? { siteLogLevels: options.siteLogLevels } : {})
     }, components)
     const base = await baselines
     const report = buildReport(topology, moe, base, { started, wallSeconds: (performance.now() - t0) / 1000, backend: backend.name, peakRssBytes: peakRssBytes() })
@@ -97,7 +101,7 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
   })
   const report: Report = {
     schema: REPORT_SCHEMA,
-    topology: { name: topology.name, seed: topology.seed, sites: siteNames, transport: topology.transport },
+    topology: { name: topology.name, seed: topology.seed, sites: siteNames, transport: topology.transport, execution: moe.execution },
     methods: {
       moe: { rounds: moeRounds },
       localOnly: { rounds: baselineRounds(base.localOnly, 0, true) },
@@ -115,8 +119,13 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
         centralized: summary(base.centralized, 0)
       }
     },
-    // All sites share this process: each is attributed an even share of its peak RSS (docs/simulator.md).
-    sites: topology.sites.map(s => ({ name: s.name, peakRssBytes: Math.round(run.peakRssBytes / siteNames.length), backend: run.backend, events: moe.events.get(s.name) ?? [] })),
+    // Each site's own processes were measured; inline, all sites share this process and each is attributed an even share (docs/simulator.md).
+    sites: topology.sites.map(s => {
+      const measured = moe.sites[s.name]?.peakRssBytes ?? null
+      return moe.execution === 'process'
+        ? { name: s.name, peakRssBytes: measured, peakRssSource: 'measured' as const, backend: run.backend, events: moe.events.get(s.name) ?? [] }
+        : { name: s.name, peakRssBytes: Math.round(run.peakRssBytes / siteNames.length), peakRssSource: 'attributed' as const, backend: run.backend, events: moe.events.get(s.name) ?? [] }
+    }),
     run: { startedAt: run.started.toISOString(), wallSeconds: run.wallSeconds, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: Math.max(1, cpus().length), peakRssBytes: run.peakRssBytes }
   }
   return parseReport(report, 'the report this run built')
@@ -138,6 +147,19 @@ function withPublication (r: RoundRecord, p: MoeMethodResult['publication']): Ro
 }
 
 const clamp01 = (x: number): number => Math.min(1, Math.max(0, x))
+
+/** One line on memory: per site as measured, or the process's peak attributed evenly. */
+export function rssLine (report: Report): string {
+  const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB`
+  const own = report.run.peakRssBytes ?? 0
+  const measured = report.sites.filter(s => s.peakRssSource === 'measured' && s.peakRssBytes !== null).map(s => s.peakRssBytes!)
+  if (report.topology.execution === 'process' && measured.length > 0) {
+    const total = measured.reduce((a, b) => a + b, 0)
+    return `peak RSS per site ${mb(Math.min(...measured))}–${mb(Math.max(...measured))} (measured, one process per site; sum ${mb(total)}); simulator process ${mb(own)}`
+  }
+  const n = report.sites.length
+  return `peak RSS ${mb(own)} for ${n} sites in one process (${(own / 1e6 / n).toFixed(1)} MB per site, attributed evenly)`
+}
 
 /** The methods side by side, for a terminal. */
 export function summaryTable (report: Report): string {

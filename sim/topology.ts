@@ -163,6 +163,7 @@ const TopologyShape = z.strictObject({
   description: z.string().max(2000).default(''),
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(1),
   transport: z.enum(['tcp', 'memory']).default('tcp').describe('memory: in-process libp2p memory transport, for very many sites.'),
+  execution: z.enum(['process', 'inline']).optional().describe('process: every site in a child process of its own (default for tcp); inline: every site in the simulator\'s process (required by the memory transport).'),
   federation: Federation.default(() => Federation.parse({})),
   data: Data.default(() => Data.parse({})),
   sites: z.array(Site).min(1).max(1024),
@@ -177,6 +178,9 @@ export const Topology = TopologyShape.superRefine((t, ctx) => {
     if (names.has(s.name)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'name'], message: `duplicate site name '${s.name}'`, input: s.name })
     names.add(s.name)
   })
+  if (t.transport === 'memory' && t.execution === 'process') {
+    ctx.addIssue({ code: 'custom', path: ['execution'], message: 'the memory transport connects nodes of one process only: use "execution": "inline" (or the tcp transport)', input: t.execution })
+  }
   const regions = new Set(t.sites.flatMap(s => s.region === undefined ? [] : [s.region]))
   const owner = new Map<number, string>()
   t.sites.forEach((s, i) => {
@@ -211,6 +215,11 @@ export const Topology = TopologyShape.superRefine((t, ctx) => {
   })
 })
 export type Topology = z.infer<typeof Topology>
+
+/** Where the sites run: as declared, else in child processes over tcp and in this process over the memory transport. */
+export function executionOf (t: Pick<Topology, 'transport' | 'execution'>): 'process' | 'inline' {
+  return t.execution ?? (t.transport === 'memory' ? 'inline' : 'process')
+}
 
 /** Experts in the model: as declared, else one per expert id the sites own. */
 export function expertCount (t: Pick<Topology, 'federation' | 'sites'>): number {

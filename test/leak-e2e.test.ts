@@ -33,6 +33,7 @@ import type { Learner } from '../node/site/learner.ts'
 import { createRegressionLearner } from '../node/site/regression-learner.ts'
 import { openSiteStore } from '../node/store.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
+import { UPDATE_PROTOCOL } from '../protocols/update/constants.ts'
 import { loadSimData, type SimData } from '../sim/data.ts'
 import { createFleet } from '../sim/fleet.ts'
 import { runNetworkedMoe, type MoeMethodResult } from '../sim/moe-method.ts'
@@ -51,6 +52,8 @@ const topology: Topology = parseTopology({
   name: 'leak-e2e',
   seed: 11,
   transport: 'tcp',
+  // Every frame of every site is tapped in this process, and rows with canaries planted are handed to the sites.
+  execution: 'inline',
   federation: {
     model: { width: 32, expertHidden: 32 },
     rounds: ROUNDS,
@@ -362,8 +365,8 @@ describe('leak test: a leaky site is caught', () => {
       `mallory-${k} ${encoding} frames mallory>bravo ${LEAK_PROTOCOL} ${values}`
     ]
     expect(seen, describeFindings(report.findings)).toEqual([
-      'mallory-0 float32-record frames alpha<mallory /forgemesh/update/1.0.0 784',
-      'mallory-0 float32-record frames mallory>alpha /forgemesh/update/1.0.0 784',
+      `mallory-0 float32-record frames alpha<mallory ${UPDATE_PROTOCOL} 784`,
+      `mallory-0 float32-record frames mallory>alpha ${UPDATE_PROTOCOL} 784`,
       ...ex(1, 'float32-record', 784),
       ...ex(2, 'float64-run', 784),
       ...ex(3, 'float32-scattered', 784),

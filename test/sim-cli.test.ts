@@ -39,12 +39,15 @@ describe('forgemesh sim (CLI)', () => {
   afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
 
   it('writes the same report twice from one seed, timings and wire bytes aside', () => {
-    expect(a.topology).toEqual({ name: 'small', seed: 7, sites: ['alpha', 'bravo', 'charlie'], transport: 'tcp' })
+    expect(a.topology).toEqual({ name: 'small', seed: 7, sites: ['alpha', 'bravo', 'charlie'], transport: 'tcp', execution: 'process' })
     expect(a.methods.moe.rounds.map(r => r.round)).toEqual([0, 1, 2, 3])
     expect(withoutTimings(a)).toEqual(withoutTimings(b))
     // The timing fields were measured, not left empty.
     expect(a.run.peakRssBytes).toBeGreaterThan(50e6)
-    expect(a.sites.map(s => s.peakRssBytes)).toEqual(a.sites.map(() => Math.round(a.run.peakRssBytes! / 3)))
+    // Each site ran in a child process of its own: its peak RSS is measured, not a share of this one's.
+    expect(a.sites.map(s => s.peakRssSource)).toEqual(['measured', 'measured', 'measured'])
+    for (const s of a.sites) expect(s.peakRssBytes).toBeGreaterThan(50e6)
+    expect(new Set(a.sites.map(s => s.peakRssBytes)).size).toBeGreaterThan(1)
   })
 
   it('puts the MoE ahead of local-only and dense FedAvg', () => {
@@ -78,6 +81,7 @@ describe('forgemesh sim (CLI)', () => {
     const moeLine = lines.find(l => l.startsWith('forgemesh MoE'))
     expect(moeLine).toContain(`${(b.summary.methods.moe.accuracy * 100).toFixed(2)}%`)
     expect(second.stdout).toContain('The MoE was assembled at ')
+    expect(second.stdout).toMatch(/^peak RSS per site \d+ MB–\d+ MB \(measured, one process per site; sum \d+ MB\); simulator process \d+ MB$/m)
     expect(second.stderr).toContain('forgemesh sim: small — 3 sites, 3 rounds')
 
     const html = await readFile(join(dir, 'b', 'report.html'), 'utf8')

@@ -1,7 +1,8 @@
 /**
- * A crash and restart in the networked MoE: bravo's node stops once round 1
- * is committed (host, store and expert exchange gone) and starts again from
- * its store 10 s later, after the others ran rounds without it (a round that
+ * A crash and restart in the networked MoE, with every site in a child
+ * process of its own (the default for tcp): bravo's process is SIGKILLed once
+ * round 1 is committed (no goodbye: host, store and expert exchange die with
+ * it) and a new process starts from its store 10 s later, after the others ran rounds without it (a round that
  * waits for it gives up after the fixture's 3 s round timeout, and the next
  * attempt leaves it out once its heartbeats have stopped for 4 s). The run must complete, and bravo's
  * durable round log must equal the others' record for record (same hash chain):
@@ -56,6 +57,32 @@ describe('the networked MoE under a crash and restart', () => {
     expect(alpha).toHaveLength(4)
     expect(logs.get('bravo')).toEqual(alpha)
     expect(logs.get('charlie')).toEqual(alpha)
+  })
+
+  it('ran every site in a child process of its own and SIGKILLed bravo\'s', () => {
+    expect(result.execution).toBe('process')
+    const pids = Object.fromEntries(['alpha', 'bravo', 'charlie'].map(n => [n, result.sites[n]!.pids]))
+    // One life for alpha and charlie, two for bravo (the crash and the restart); all different, none this process.
+    expect(pids.alpha).toHaveLength(1)
+    expect(pids.charlie).toHaveLength(1)
+    expect(pids.bravo).toHaveLength(2)
+    const all = Object.values(pids).flat()
+    expect(new Set(all).size).toBe(4)
+    expect(all).not.toContain(process.pid)
+    // The first bravo was killed, not stopped; every other life ended on its own after the run.
+    const bravo = result.sites.bravo!.exits
+    expect(bravo.find(e => e.pid === pids.bravo![0])).toEqual({ pid: pids.bravo![0], signal: 'SIGKILL', code: null })
+    for (const e of [...bravo.filter(x => x.pid !== pids.bravo![0]), ...result.sites.alpha!.exits, ...result.sites.charlie!.exits]) expect(e).toMatchObject({ signal: null, code: 0 })
+  })
+
+  it('measures each site\'s peak RSS in its own process', () => {
+    const rss = ['alpha', 'bravo', 'charlie'].map(n => result.sites[n]!.peakRssBytes)
+    // A node with libp2p, LevelDB, tfjs and its share of MNIST: tens of MB at least, far below this machine's memory.
+    for (const r of rss) {
+      expect(r).toBeGreaterThan(50e6)
+      expect(r).toBeLessThan(4e9)
+    }
+    expect(new Set(rss).size).toBeGreaterThan(1)
   })
 
   it('assembles the MoE from all three experts, the restarted site\'s included', () => {

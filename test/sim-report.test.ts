@@ -45,7 +45,7 @@ function sampleReport (options: { dp?: boolean, wall?: number } = {}): Report {
   }
   return {
     schema: REPORT_SCHEMA,
-    topology: { name: 'three-sites', seed: 1, sites, transport: 'tcp' },
+    topology: { name: 'three-sites', seed: 1, sites, transport: 'tcp', execution: 'process' },
     methods,
     summary: {
       methods: {
@@ -55,7 +55,7 @@ function sampleReport (options: { dp?: boolean, wall?: number } = {}): Report {
         centralized: summary('centralized')
       }
     },
-    sites: sites.map((name, i) => ({ name, peakRssBytes: (200 + i) * 1e6 * (options.wall ?? 1), backend: 'wasm', events: i === 2 ? [{ round: 5, kind: 'crash' as const }, { round: 7, kind: 'restart' as const }] : [] })),
+    sites: sites.map((name, i) => ({ name, peakRssBytes: (200 + i) * 1e6 * (options.wall ?? 1), peakRssSource: 'measured' as const, backend: 'wasm', events: i === 2 ? [{ round: 5, kind: 'crash' as const }, { round: 7, kind: 'restart' as const }] : [] })),
     run: { startedAt: '2026-01-01T00:00:00.000Z', wallSeconds: 95 * (options.wall ?? 1), node: 'v20.20.0', platform: 'linux', cpus: 2 }
   }
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkPrivacyComposition } from '../coordinator/dp/settings.ts'
 import { TOPOLOGY_SCHEMA_PATH, topologyJsonSchemaText } from '../sim/topology-schema.ts'
-import { MAX_TOPOLOGY_BYTES, expertCount, loadTopology, parseTopology, resolveLink, sharedParameterCount } from '../sim/topology.ts'
+import { MAX_TOPOLOGY_BYTES, executionOf, expertCount, loadTopology, parseTopology, resolveLink, sharedParameterCount } from '../sim/topology.ts'
 
 const bundled = (name: string): string => fileURLToPath(new URL(`../sim/topologies/${name}.json`, import.meta.url))
 
@@ -86,6 +86,22 @@ describe('topology validation', () => {
     expect(t.federation.rounds).toBe(20)
     expect(t.sites[0]!.roles).toEqual(['trainer', 'coordinator'])
     expect(resolveLink(t, 'a', 'b')).toEqual({ latencyMs: 0, jitterMs: 0, bandwidthMbps: null, loss: 0 })
+  })
+
+  it('runs sites in child processes over tcp and in this process over the memory transport, unless told', () => {
+    expect(executionOf(parseTopology(minimal))).toBe('process')
+    expect(executionOf(parseTopology({ ...minimal, transport: 'memory' }))).toBe('inline')
+    expect(executionOf(parseTopology({ ...minimal, execution: 'inline' }))).toBe('inline')
+    expect(parseTopology(minimal).execution).toBeUndefined()
+    const schema = JSON.parse(topologyJsonSchemaText()) as { properties: Record<string, { enum?: string[], description?: string }> }
+    expect(schema.properties.execution?.enum).toEqual(['process', 'inline'])
+    expect(schema.properties.execution?.description).toMatch(/child process/)
+  })
+
+  it('refuses the memory transport with process execution: it connects nodes of one process only', () => {
+    const err = errorOf(() => parseTopology({ ...minimal, transport: 'memory', execution: 'process' }, 'm.json'))
+    expect(err.name).toBe('TopologyError')
+    expect(err.message).toBe('m.json: invalid topology:\n  execution: the memory transport connects nodes of one process only: use "execution": "inline" (or the tcp transport), got "process"')
   })
 
   it('names the field path and the bad value', () => {

@@ -7,8 +7,8 @@
 import { fileURLToPath } from 'node:url'
 import { createLogger, isLogLevel } from '../../node/components.ts'
 import { createProgress } from '../../sim/progress.ts'
-import { runSimulation, summaryTable } from '../../sim/run.ts'
-import { loadTopology } from '../../sim/topology.ts'
+import { rssLine, runSimulation, summaryTable } from '../../sim/run.ts'
+import { executionOf, loadTopology } from '../../sim/topology.ts'
 import { UsageError, helpText, parseArgs, type FlagSpec } from '../usage.ts'
 
 const FLAGS: FlagSpec = {
@@ -46,13 +46,14 @@ export async function run (argv: string[]): Promise<number> {
   const outDir = (flags.out as string | undefined) ?? `out/${topology.name}`
   const logger = createLogger('forgemesh:sim', { level })
   const progress = json ? undefined : createProgress({}, { stream: process.stderr })
-  if (!json) process.stderr.write(`forgemesh sim: ${topology.name} — ${topology.sites.length} sites, ${topology.federation.rounds} rounds (baselines run beside it on a worker thread)\n`)
-  const outcome = await runSimulation(topology, { outDir, ...(progress !== undefined ? { progress } : {}) }, { logger })
+  if (!json) process.stderr.write(`forgemesh sim: ${topology.name} — ${topology.sites.length} sites, ${topology.federation.rounds} rounds, ${executionOf(topology) === 'process' ? 'one process per site' : 'every site in this process'} (baselines run beside it on a worker thread)\n`)
+  // The sites' own processes log at the same level as the simulator.
+  const levels = (['debug', 'info', 'warn', 'error'] as const).filter((_, i, all) => i >= all.indexOf(level))
+  const outcome = await runSimulation(topology, { outDir, siteLogLevels: [...levels], ...(progress !== undefined ? { progress } : {}) }, { logger })
   if (json) {
     process.stdout.write(JSON.stringify({ ok: true, topology: topology.name, report: outcome.reportPath, html: outcome.htmlPath, summary: outcome.report.summary.methods, assembledAt: outcome.assembled.site }) + '\n')
   } else {
-    const rss = outcome.report.run.peakRssBytes ?? 0
-    process.stdout.write(`\n${summaryTable(outcome.report)}\n\nThe MoE was assembled at ${outcome.assembled.site} from ${outcome.assembled.experts} verified expert artifacts.\npeak RSS ${(rss / 1e6).toFixed(0)} MB for ${topology.sites.length} sites in one process (${(rss / 1e6 / topology.sites.length).toFixed(1)} MB per site, attributed evenly)\nreport: ${outcome.reportPath}\n        ${outcome.htmlPath}\n`)
+    process.stdout.write(`\n${summaryTable(outcome.report)}\n\nThe MoE was assembled at ${outcome.assembled.site} from ${outcome.assembled.experts} verified expert artifacts.\n${rssLine(outcome.report)}\nreport: ${outcome.reportPath}\n        ${outcome.htmlPath}\n`)
   }
   return 0
 }

@@ -79,7 +79,7 @@ function summaryTable (report: Report): string {
 function sitesTable (report: Report): string {
   const rows = report.sites.map(s => {
     const events = s.events.map(e => `${e.kind}@${e.round}`).join(', ')
-    return `<tr><td>${escapeXml(s.name)}</td><td>${escapeXml(s.backend)}</td><td>${s.peakRssBytes === null ? '–' : bytes(s.peakRssBytes)}</td><td>${escapeXml(events || '–')}</td></tr>`
+    return `<tr><td>${escapeXml(s.name)}</td><td>${escapeXml(s.backend)}</td><td>${s.peakRssBytes === null ? '–' : `${bytes(s.peakRssBytes)} <small>${s.peakRssSource}</small>`}</td><td>${escapeXml(events || '–')}</td></tr>`
   })
   return `<table><thead><tr><th>site</th><th>backend</th><th>peak RSS</th><th>events (kind@round)</th></tr></thead><tbody>${rows.join('')}</tbody></table>`
 }
@@ -105,7 +105,7 @@ export function renderReportHtml (report: Report): string {
     `<title>forgemesh simulation: ${escapeXml(t.name)}</title>`,
     `<style>${CSS}</style></head><body>`,
     `<h1>forgemesh simulation: ${escapeXml(t.name)}</h1>`,
-    `<p class="meta">${t.sites.length} sites over ${escapeXml(t.transport)} · seed ${t.seed} · started ${escapeXml(report.run.startedAt)} · ${seconds(report.run.wallSeconds)} on ${report.run.cpus} CPUs (${escapeXml(report.run.platform)}, Node ${escapeXml(report.run.node)})</p>`,
+    `<p class="meta">${t.sites.length} sites over ${escapeXml(t.transport)} (${t.execution === 'process' ? 'one process per site' : 'all in one process'}) · seed ${t.seed} · started ${escapeXml(report.run.startedAt)} · ${seconds(report.run.wallSeconds)} on ${report.run.cpus} CPUs (${escapeXml(report.run.platform)}, Node ${escapeXml(report.run.node)})</p>`,
     '<h2>Summary</h2>',
     summaryTable(report),
     '<h2>Plots</h2><div class="plots">',

@@ -59,7 +59,9 @@ export const Report = z.strictObject({
     name: z.string(),
     seed: z.number().int().min(0),
     sites: z.array(SiteName).min(1),
-    transport: z.enum(['tcp', 'memory'])
+    transport: z.enum(['tcp', 'memory']),
+    /** Where the sites ran: each in a child process of its own, or all in the simulator's process. */
+    execution: z.enum(['process', 'inline'])
   }),
   methods: z.strictObject({
     moe: z.strictObject({ rounds: z.array(RoundRecord) }),
@@ -79,11 +81,15 @@ export const Report = z.strictObject({
   sites: z.array(z.strictObject({
     name: SiteName,
     /**
-     * Peak resident set size attributed to the site (timing). Every site of a run
-     * shares one process, so this is the process's peak RSS (run.peakRssBytes)
-     * divided evenly among the sites; null where it was not measured.
+     * Peak resident set size of the site (timing). process execution: measured, the
+     * highest of the kernel's high-water marks (VmHWM) of the site's child processes,
+     * one per life (a crash and restart is a new process). inline execution: every
+     * site shares one process, so this is its peak RSS (run.peakRssBytes) divided
+     * evenly among the sites. null where nothing was measured.
      */
     peakRssBytes: Bytes.nullable(),
+    /** How peakRssBytes was obtained: "measured" per site, or "attributed" (an even share of one process). */
+    peakRssSource: z.enum(['measured', 'attributed']),
     backend: z.string(),
     events: z.array(z.strictObject({ round: z.number().int().min(0), kind: z.enum(['crash', 'restart', 'join', 'leave', 'partition', 'heal', 'slow']) }))
   })),
@@ -94,7 +100,7 @@ export const Report = z.strictObject({
     node: z.string(),
     platform: z.string(),
     cpus: z.number().int().min(1),
-    /** Peak RSS of the whole process: every site, the observer, and the baselines' worker thread. */
+    /** Peak RSS of the simulator's process: the observer and the baselines' worker thread, and inline every site too. */
     peakRssBytes: Bytes.optional()
   })
 })
