@@ -20,13 +20,14 @@ import { z } from 'zod'
 import { createSeededRandom, type LogLevel, type Logger } from '../../coordinator/components.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
 import { createBatchSource } from '../../node/data/batches.ts'
+import type { LabeledData } from '../../node/data/types.ts'
 import { createMoeLearner, type MoeLearner } from '../../node/federation/learner.ts'
 import { recipeInitialParams } from '../../node/federation/recipe.ts'
 import { selectBackend } from '../../node/model/backend.ts'
 import { expertGroup } from '../../node/model/params.ts'
 import type { Site } from '../../node/site/site.ts'
 import { openSiteStore, type SiteStore } from '../../node/store.ts'
-import { loadSimData } from '../data.ts'
+import { loadSiteShare } from '../data.ts'
 import { createSimSite, simIdentity, simNetwork } from '../fleet.ts'
 import { FromChild, ToChild, type ChildInit } from './ipc.ts'
 import { attachSiteOps, linkCounter, trainingLearner, type PhaseOps } from './site-ops.ts'
@@ -56,7 +57,7 @@ interface Built {
   counter: ReturnType<typeof linkCounter>
   identity: Awaited<ReturnType<typeof simIdentity>>
   members: Map<string, Uint8Array>
-  data: Awaited<ReturnType<typeof loadSimData>>['sites'][number]
+  data: LabeledData
 }
 
 let built: Built | undefined
@@ -69,8 +70,8 @@ async function build (init: ChildInit): Promise<Built> {
   const name = topology.sites[index]!.name
   const log = ipcLogger(`forgemesh:sim:${name}`, new Set(init.forward))
   await selectBackend(topology.sites[index]!.backend, log)
-  // Deterministic from the seed: this child keeps its own share only.
-  const data = (await loadSimData(topology)).sites[index]!
+  // Deterministic from the seed: this child reads its own rows only.
+  const data = await loadSiteShare(topology, index)
   const identities = await Promise.all(topology.sites.map(async s => ({ name: s.name, id: await simIdentity(topology.seed, s.name) })))
   const identity = identities[index]!.id
   const peers = new Map(identities.map(s => [s.id.peerId, s.name]))
