@@ -28,6 +28,8 @@ export function scaleTopology (spec: ScaleSpec): Topology {
     description: `${spec.sites} sites, ${spec.rowsPerSite} rows each (bench/sim-scale.ts)`,
     seed: spec.seed,
     transport: spec.transport,
+    // Every site in the bench's process, as the figures so far were measured (and --census taps every frame here).
+    execution: 'inline',
     federation: {
       model: { kind: 'moe', inputDim: 784, width: 32, expertHidden: 32, experts: spec.sites, topK: 2, classes: 10, seed: 0 },
       strategy: { kind: 'fedavg' },
