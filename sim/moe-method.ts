@@ -113,19 +113,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   let routingHash: string | undefined
   const indexOf = new Map(topology.sites.map((s, i) => [s.name, i]))
 
-  const settings: FederationSettingsInput = {
-    strategy: f.strategy,
-    compression: f.compression,
-    localSteps: f.localSteps,
-    quorumFraction: f.quorum,
-    minParticipants: Math.max(1, Math.ceil(f.quorum * (topology.sites.length - schedule.lateJoiners.size))),
-    roundTimeoutMs: Math.round(f.roundTimeoutS * 1000),
-    heartbeatIntervalMs: 500,
-    heartbeatTimeoutMs: 4_000,
-    retryMs: 100,
-    privacy: f.privacy,
-    seed: topology.seed
-  }
+  const settings = siteSettings(topology)
 
   // ---- per-round observation ------------------------------------------------
   const rounds: RoundRecord[] = []
@@ -244,7 +232,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     options.progress?.start('moe', f.rounds)
     await fleet.start(name => !schedule.lateJoiners.has(name))
     const present = fleet.up()
-    await waitFor(async () => (await Promise.all(present.map(async a => await a.ops.status()))).every(st => st.livePeers >= present.length - 1), patience(30_000), 'every site to see the others')
+    await waitForFullMesh(present)
 
     // Phase 1: every site present at the start releases its global moments to the aggregator,
     // which publishes their sum and the projection; every member fetches that one artifact.
@@ -312,6 +300,26 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
 
   // ---- helpers that need the closure -----------------------------------------
 
+  /**
+   * Until every present site has seen all the others live, each remembered once seen: under load a
+   * busy site's heartbeats can go stale for a moment, and demanding every view at one instant can
+   * then wait forever. A timeout names the sites that never saw them all.
+   */
+  async function waitForFullMesh (present: SiteAgent[]): Promise<void> {
+    const seen = new Map<string, number>()
+    const full = (): boolean => present.every(a => (seen.get(a.name) ?? 0) >= present.length - 1)
+    try {
+      await waitFor(async () => {
+        const statuses = await Promise.all(present.map(async a => (seen.get(a.name) ?? 0) >= present.length - 1 ? undefined : await a.ops.status()))
+        present.forEach((a, i) => { const st = statuses[i]; if (st !== undefined) seen.set(a.name, Math.max(seen.get(a.name) ?? 0, st.livePeers)) })
+        return full()
+      }, patience(30_000), 'every site to see the others', 250)
+    } catch (err) {
+      const behind = present.filter(a => (seen.get(a.name) ?? 0) < present.length - 1).map(a => `${a.name} saw ${seen.get(a.name) ?? 0}`)
+      throw new TopologyError(`${(err as Error).message} (of ${present.length - 1} peers: ${behind.join(', ')})`, { cause: err })
+    }
+  }
+
   /** The trained expert, published once: at the end, or when its site leaves for good. */
   async function publishFinal (s: SiteAgent): Promise<void> {
     const release = released.get(s.name)
@@ -375,6 +383,29 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
     } finally {
       model.dispose()
     }
+  }
+}
+
+const heartbeatMs = (sites: number): number => sites <= 10 ? 500 : 50 * sites
+
+/** The site runtime's settings for a topology's federation (every site gets the same). */
+export function siteSettings (topology: Topology): FederationSettingsInput {
+  const f = topology.federation
+  const late = buildSchedule(topology).lateJoiners.size
+  return {
+    strategy: f.strategy,
+    compression: f.compression,
+    localSteps: f.localSteps,
+    quorumFraction: f.quorum,
+    minParticipants: Math.max(1, Math.ceil(f.quorum * (topology.sites.length - late))),
+    roundTimeoutMs: Math.round(f.roundTimeoutS * 1000),
+    // Every site heartbeats every other: N(N-1) messages per interval, each through Noise and yamux. Up to 10 sites
+    // every 500 ms; beyond, the interval grows with N so the mesh's own chatter does not eat the cores (1.6 s at 32).
+    heartbeatIntervalMs: heartbeatMs(topology.sites.length),
+    heartbeatTimeoutMs: 8 * heartbeatMs(topology.sites.length),
+    retryMs: 100,
+    privacy: f.privacy,
+    seed: topology.seed
   }
 }
 

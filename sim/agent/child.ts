@@ -13,6 +13,7 @@
  * When the parent goes away (the channel disconnects), the child exits.
  */
 import '../../node/runtime.ts'
+import { setMaxListeners } from 'node:events'
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { deserialize, serialize } from 'node:v8'
@@ -67,6 +68,8 @@ const aborts = new Map<number, AbortController>()
 
 async function build (init: ChildInit): Promise<Built> {
   const { topology, index } = init
+  // The site's own signals carry a listener per operation in flight, several per peer: with N peers that is no leak.
+  setMaxListeners(Math.max(10, 4 * topology.sites.length))
   const name = topology.sites[index]!.name
   const log = ipcLogger(`forgemesh:sim:${name}`, new Set(init.forward))
   await selectBackend(topology.sites[index]!.backend, log)
