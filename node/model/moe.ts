@@ -62,7 +62,8 @@ export function gateRoutes (gates: Float32Array, n: number, experts: number): In
 /**
  * The routing slots of a pass: every (row, expert) pair that runs, grouped by
  * expert. `select` (slots x n) picks each slot's row: select h gathers the
- * experts' inputs, select^T y scatters their outputs back; `owner` (slots x E)
+ * experts' inputs, select^T y scatters their outputs back (both matrices are
+ * built here, so no product needs a transpose); `owner` (slots x E)
  * marks each slot's expert, to read each slot's gate out of select g.
  */
 function slotsOf (rows: Int32Array[], n: number, experts: number): { select: OneHot, owner: tf.Tensor2D, total: number } {
