@@ -92,6 +92,15 @@ export interface SimSiteInit {
   specHash: string
 }
 
+/**
+ * Beyond this many sites one machine's cores are crowded: heartbeats slow down
+ * with N (sim/moe-method.ts) and libp2p's connection monitor is off, because a
+ * ping that misses its timeout on a saturated event loop aborts a healthy
+ * connection (64 inline sites reconnected without end); presence heartbeats
+ * still judge liveness.
+ */
+export const CROWDED_FLEET_SITES = 10
+
 /** One simulated site's node (not started): the same in this process and in a site's child process. */
 export function createSimSite (init: SimSiteInit, components: { clock: Clock, random: Random, logger: Logger, learner: Learner, wireTap?: WireTap }): Site {
   const { topology, identity } = init
@@ -108,7 +117,8 @@ export function createSimSite (init: SimSiteInit, components: { clock: Clock, ra
       psk: init.psk,
       allowlist: init.allowlist,
       transports: [shapedTransport({ site: name, network: init.network, inner })],
-      reconnect: { initialMs: 100, maxMs: 2_000 }
+      reconnect: { initialMs: 100, maxMs: 2_000 },
+      connectionMonitor: topology.sites.length <= CROWDED_FLEET_SITES
     },
     federation: init.settings,
     specHash: init.specHash

@@ -38,6 +38,7 @@ import { createMoeModel } from '../node/model/moe.ts'
 import { specHash as hashSpec, type MoeSpec } from '../node/model/spec.ts'
 import type { FederationSettingsInput } from '../node/site/config.ts'
 import { createInlineFleet, type AgentFleetInit } from './agent/inline.ts'
+import { CROWDED_FLEET_SITES } from './fleet.ts'
 import { createProcessFleet } from './agent/process.ts'
 import type { AgentEvents, AgentFleet, Execution, SiteAgent } from './agent/types.ts'
 import { drive } from './drive.ts'
@@ -356,14 +357,15 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
         for (const h of await s.ops.holds({ hashes: [...lacks] })) lacks.delete(h)
       }))
       const behind = sites.filter(s => missing.get(s.name)!.size > 0)
-      if (behind.length > 0 && performance.now() - lastSync > 5_000) {
+      // Each sync asks every live peer for its inventory: with many sites a storm of them only slows the fetches down.
+      if (behind.length > 0 && performance.now() - lastSync > Math.max(5_000, 250 * sites.length)) {
         lastSync = performance.now()
         log.info('sim.final-sync', { behind: behind.map(s => s.name), missing: behind.reduce((a, s) => a + missing.get(s.name)!.size, 0) })
         const live = fleet!.up()
         for (const s of behind) s.ops.sync({ peerIds: live.filter(o => o !== s).map(o => o.peerId) }).catch(() => {})
       }
       return behind.length === 0
-    }, patience(60_000), `every site to hold the ${wanted.length} final expert artifacts`, 250)
+    }, patience(60_000) + 150 * sites.length * sites.length, `every site to hold the ${wanted.length} final expert artifacts`, 250) // N² fetches
   }
 
   /** The MoE as the member assembles it: its committed aggregate and the verified artifacts in its registry, density-routed. */
@@ -386,7 +388,7 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   }
 }
 
-const heartbeatMs = (sites: number): number => sites <= 10 ? 500 : 50 * sites
+const heartbeatMs = (sites: number): number => sites <= CROWDED_FLEET_SITES ? 500 : 50 * sites
 
 /** The site runtime's settings for a topology's federation (every site gets the same). */
 export function siteSettings (topology: Topology): FederationSettingsInput {

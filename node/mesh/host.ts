@@ -43,6 +43,14 @@ export interface SiteHostInit {
   reconnect?: ReconnectInit
   /** libp2p's own metrics, e.g. prometheusMetrics({ registry }) from @libp2p/prometheus-metrics. */
   metrics?: Libp2pOptions['metrics']
+  /**
+   * libp2p's connection monitor (default on): it pings every connection and
+   * aborts one whose ping misses its timeout. Presence heartbeats judge a
+   * member's liveness either way; a simulator that runs many sites on one
+   * saturated event loop turns it off, because there a late ping is the
+   * loop's fault, not the link's, and every abort costs a full re-handshake.
+   */
+  connectionMonitor?: boolean
 }
 
 export interface SiteHostComponents {
@@ -271,6 +279,7 @@ export function createSiteHost (init: SiteHostInit, components: SiteHostComponen
         streamMuxers: [yamux()],
         ...(protector !== undefined ? { connectionProtector: protector } : {}),
         ...(init.metrics !== undefined ? { metrics: init.metrics } : {}),
+        ...(init.connectionMonitor === false ? { connectionMonitor: { enabled: false } } : {}),
         connectionGater: allowlistGater({
           selfId,
           allowlist: init.allowlist,
