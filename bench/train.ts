@@ -50,11 +50,15 @@ async function measure (spec: ModelSpec, backend: BackendPreference, data: Label
   const trainers = [0, 1].map(i => createWorkerTrainer({ spec, optimizer: { kind: 'adam', lr: 0.001 }, backend, data, batchSeed: i }, { logger: createSilentLogger() }))
   try {
     const infos = await Promise.all(trainers.map(async t => await t.start()))
-    // Warm-up (JIT, wasm compilation, optimizer slots), then size the timed runs.
+    // Warm-up (JIT, optimizer slots), then size the timed runs.
     await Promise.all(trainers.map(async t => await t.steps(3, batch)))
     const t0 = performance.now()
     await trainers[0]!.steps(3, batch)
     const steps = Math.max(5, Math.round((seconds * 1000) / ((performance.now() - t0) / 3)))
+    // V8 keeps optimising the wasm module and the JS around it on background threads for the
+    // first seconds (a trainer then takes ~1.1 cores); both trainers run a timed run's length
+    // at once first, so the timed runs see the steady state a long training run lives in.
+    await Promise.all(trainers.map(async t => await t.steps(steps, batch)))
     const best = { one: 0, two: 0, oneCores: 0, twoCores: 0 }
     for (let r = 0; r < reps; r++) {
       const a = await timed(steps * batch, async () => await trainers[0]!.steps(steps, batch))
