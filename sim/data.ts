@@ -10,10 +10,8 @@
  */
 import { createSeededRandom } from '../coordinator/components.ts'
 import { partitionByAttribute, partitionByLabelGroups, partitionDirichlet, partitionIid, partitionShards, type Partition } from '../coordinator/partition.ts'
-import { open, type FileHandle } from 'node:fs/promises'
 import { subset } from '../node/data/batches.ts'
-import { loadMnist, mnistFiles } from '../node/data/mnist.ts'
-import { MnistFormatError } from '../node/errors.ts'
+import { loadMnist } from '../node/data/mnist.ts'
 import type { LabeledData } from '../node/data/types.ts'
 import { TopologyError } from './errors.ts'
 import type { Topology } from './topology.ts'
@@ -53,10 +51,6 @@ export function partitionFor (topology: Topology, train: LabeledData): Partition
   }
 }
 
-/** MNIST's digits and its images' side; the files' headers must agree. */
-const MNIST_CLASSES = 10
-const MNIST_DIM = 28 * 28
-
 /**
  * One site's share of the training data, exactly the rows loadSimData gives
  * it (same partition, same order, same float32 values), without holding the
@@ -64,59 +58,14 @@ const MNIST_DIM = 28 * 28
  */
 export async function loadSiteShare (topology: Topology, index: number): Promise<LabeledData> {
   if (topology.data.source.kind !== 'mnist') throw new TopologyError(`data.source kind '${topology.data.source.kind}' is not supported by the simulator yet: use 'mnist'`)
-  const paths = mnistFiles('train')
-  const lbl = await open(paths.labels, 'r')
-  let y: Int32Array
-  try {
-    const count = await idxCount(lbl, paths.labels, 2049, 8, 1)
-    const n = Math.min(count, topology.data.trainLimit ?? count)
-    const bytes = await readAt(lbl, paths.labels, 8, n)
-    y = Int32Array.from(bytes)
-    if (y.some(v => v >= MNIST_CLASSES)) throw new MnistFormatError('a label is not a digit 0-9', paths.labels)
-  } finally {
-    await lbl.close()
-  }
-  // The partition needs the labels only.
-  const own = partitionFor(topology, { x: new Float32Array(0), y, n: y.length, dim: MNIST_DIM, numClasses: MNIST_CLASSES }).indices[index]
-  if (own === undefined) throw new TopologyError(`no site at index ${index}`)
-  const img = await open(paths.images, 'r')
-  try {
-    const count = await idxCount(img, paths.images, 2051, 16, MNIST_DIM)
-    if (count < y.length) throw new MnistFormatError(`holds ${count} images, fewer than the ${y.length} labels read`, paths.images)
-    const x = new Float32Array(own.length * MNIST_DIM)
-    const labels = new Int32Array(own.length)
-    for (let i = 0; i < own.length; i++) {
-      const k = own[i]!
-      const row = await readAt(img, paths.images, 16 + k * MNIST_DIM, MNIST_DIM)
-      // As loadMnist: byte / 255 rounded to float32.
-      for (let j = 0; j < MNIST_DIM; j++) x[i * MNIST_DIM + j] = row[j]! / 255
-      labels[i] = y[k]!
+  return await loadMnist({
+    split: 'train',
+    ...(topology.data.trainLimit !== undefined ? { limit: topology.data.trainLimit } : {}),
+    // The partition needs the labels only.
+    select: (y) => {
+      const own = partitionFor(topology, { x: new Float32Array(0), y, n: y.length, dim: 28 * 28, numClasses: 10 }).indices[index]
+      if (own === undefined) throw new TopologyError(`no site at index ${index}`)
+      return own
     }
-    return { x, y: labels, n: own.length, dim: MNIST_DIM, numClasses: MNIST_CLASSES }
-  } finally {
-    await img.close()
-  }
-}
-
-/** An IDX file's item count, after checking its magic, item size and length against the file's size. */
-async function idxCount (fh: FileHandle, path: string, magic: number, header: number, itemBytes: number): Promise<number> {
-  const size = (await fh.stat()).size
-  if (size < header) throw new MnistFormatError(`truncated: ${size} bytes, an IDX header needs ${header}`, path)
-  const head = new DataView((await readAt(fh, path, 0, header)).buffer)
-  if (head.getUint32(0, false) !== magic) throw new MnistFormatError(`bad magic number ${head.getUint32(0, false)}, expected ${magic}`, path)
-  const count = head.getUint32(4, false)
-  if (header === 16 && head.getUint32(8, false) * head.getUint32(12, false) !== itemBytes) throw new MnistFormatError(`images are not ${itemBytes} pixels`, path)
-  if (size !== header + count * itemBytes) throw new MnistFormatError(`${size} bytes, the header promises ${count} items (${header + count * itemBytes} bytes)`, path)
-  return count
-}
-
-async function readAt (fh: FileHandle, path: string, position: number, length: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(length)
-  let done = 0
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, position + done)
-    if (bytesRead === 0) throw new MnistFormatError(`truncated at offset ${position + done}`, path)
-    done += bytesRead
-  }
-  return buf
+  })
 }

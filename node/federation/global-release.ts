@@ -28,6 +28,7 @@ import type { Tensor, TensorMap } from '../../protocols/tensors.ts'
 import { FederationError } from '../errors.ts'
 import { buildArtifact, verifyArtifact, type MemberKeys, type VerifiedArtifact } from '../experts/artifact.ts'
 import type { SiteIdentity } from '../identity.ts'
+import type { PublishInput } from '../experts/exchange.ts'
 import type { BlobSource } from '../mesh/blob-io.ts'
 import { specHash as hashSpec, type MoeSpec } from '../model/spec.ts'
 import { globalMomentsFromTensors, globalMomentsToTensors, projectionFromTensors, projectionToTensors } from './release-tensors.ts'
@@ -123,6 +124,20 @@ export function summedRelease (contributions: ReadonlyArray<{ hash: string, mome
   const projection = projectionFromTensors(projectionToTensors(sharedProjection([sum], config, federation)))
   const router = new Map([...globalMomentsToTensors(sum), ...projectionToTensors(projection), [SOURCES, sourcesToTensor(contributions.map(c => c.hash))] as const])
   return { sum, projection, router }
+}
+
+/** The aggregator's routing artifact as an exchange publishes it: the sum and the projection, under the aggregator's name. */
+export function routingPublication (site: string, slot: number, summed: ReturnType<typeof summedRelease>, contributions: number, params: TensorMap): PublishInput {
+  return {
+    expertId: `${site}${ROUTING_SUFFIX}`,
+    slot,
+    version: 1,
+    parentVersion: null,
+    sampleCount: Math.round(summed.sum.count),
+    metrics: { contributions },
+    params,
+    router: summed.router
+  }
 }
 
 /** What a member reads from the aggregator's artifact: the projection, and which contributions were summed. */

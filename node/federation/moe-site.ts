@@ -42,7 +42,7 @@ import { serveBlobs } from '../mesh/transfer.ts'
 import type { MoeSpec } from '../model/spec.ts'
 import type { PrivacyLedger } from '../privacy/ledger.ts'
 import type { Site } from '../site/types.ts'
-import { buildContribution, collectContributions, CONTRIBUTION_SUFFIX, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, ROUTING_SUFFIX } from './global-release.ts'
+import { buildContribution, collectContributions, CONTRIBUTION_SUFFIX, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, ROUTING_SUFFIX, routingPublication } from './global-release.ts'
 import type { MoeLearner } from './learner.ts'
 import { componentsFromTensors, componentsToTensors, hasComponents } from './release-tensors.ts'
 import { releaseSiteComponents, releaseSiteGlobal } from './routing-releases.ts'
@@ -181,16 +181,7 @@ export function createMoeSite (init: MoeSiteInit, components: MoeSiteComponents)
     const contributions = [{ peerId: self, hash: mine.hash }, ...[...found].map(([peerId, hash]) => ({ peerId, hash }))]
     const collected = await collectContributions(contributions, { spec, members }, async (c) => c.peerId === self ? mine.bytes : (await registry.load(c.hash)).bytes, { signal })
     const summed = summedRelease(collected, routing, init.federation)
-    const published = await exchange.publish({
-      expertId: `${init.site}${ROUTING_SUFFIX}`,
-      slot: init.slot,
-      version: 1,
-      parentVersion: null,
-      sampleCount: Math.round(summed.sum.count),
-      metrics: { contributions: collected.length },
-      params: learner.expertParams(),
-      router: summed.router
-    }, { signal })
+    const published = await exchange.publish(routingPublication(init.site, init.slot, summed, collected.length, learner.expertParams()), { signal })
     log.info('moe.release-1.summed', { contributions: collected.length, hash: published.hash })
   }
 

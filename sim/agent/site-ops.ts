@@ -12,7 +12,7 @@ import type { LabeledData } from '../../node/data/types.ts'
 import type { MemberKeys, VerifiedArtifact } from '../../node/experts/artifact.ts'
 import { createExpertExchange } from '../../node/experts/exchange.ts'
 import { createExpertRegistry } from '../../node/experts/registry.ts'
-import { buildContribution, collectContributions, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, ROUTING_SUFFIX } from '../../node/federation/global-release.ts'
+import { buildContribution, collectContributions, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, routingPublication } from '../../node/federation/global-release.ts'
 import type { MoeLearner } from '../../node/federation/learner.ts'
 import { componentsToTensors } from '../../node/federation/release-tensors.ts'
 import { releaseSiteComponents, releaseSiteGlobal } from '../../node/federation/routing-releases.ts'
@@ -105,16 +105,7 @@ export async function attachSiteOps (init: SiteOpsInit, components: SiteOpsCompo
         return got.bytes!
       }, signal !== undefined ? { signal } : {})
       const summed = summedRelease(collected, routing, federation)
-      const published = await exchange.publish({
-        expertId: `${init.name}${ROUTING_SUFFIX}`,
-        slot: init.slot,
-        version: 1,
-        parentVersion: null,
-        sampleCount: Math.round(summed.sum.count),
-        metrics: { contributions: collected.length },
-        params: learner.expertParams(),
-        router: summed.router
-      }, signal !== undefined ? { signal } : {})
+      const published = await exchange.publish(routingPublication(init.name, init.slot, summed, collected.length, learner.expertParams()), signal !== undefined ? { signal } : {})
       return { hash: published.hash, projection: summed.projection }
     },
     dropHeld: async () => { if (mine !== undefined) held.drop(mine.hash) },
