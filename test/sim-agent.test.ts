@@ -53,7 +53,7 @@ describe('site agents in child processes', () => {
   it('leaves no child behind when the simulator exits without stopping its fleet', async () => {
     const script = join(import.meta.dirname, 'fixtures', 'sim', 'parent-exits.ts')
     const { code, stdout } = await new Promise<{ code: number | null, stdout: string }>(resolve => {
-      execFile(process.execPath, ['--import', 'tsx', script], { timeout: 60_000 }, (err, out) => { resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout: out }) })
+      execFile(process.execPath, ['--import', 'tsx', script, join(dir, 'parent-exits')], { timeout: 60_000 }, (err, out) => { resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout: out }) })
     })
     expect(code).toBe(3)
     const pids = JSON.parse(stdout.trim()) as number[]
