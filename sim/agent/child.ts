@@ -20,9 +20,8 @@ import { deserialize, serialize } from 'node:v8'
 import { z } from 'zod'
 import { createSeededRandom, type LogLevel, type Logger } from '../../coordinator/components.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
-import { createBatchSource } from '../../node/data/batches.ts'
 import type { LabeledData } from '../../node/data/types.ts'
-import { createMoeLearner, type MoeLearner } from '../../node/federation/learner.ts'
+import type { MoeLearner } from '../../node/federation/learner.ts'
 import { recipeInitialParams } from '../../node/federation/recipe.ts'
 import { selectBackend } from '../../node/model/backend.ts'
 import { expertGroup } from '../../node/model/params.ts'
@@ -31,7 +30,7 @@ import { openSiteStore, type SiteStore } from '../../node/store.ts'
 import { loadSiteShare } from '../data.ts'
 import { createSimSite, simIdentity, simNetwork } from '../fleet.ts'
 import { FromChild, ToChild, type ChildInit } from './ipc.ts'
-import { attachSiteOps, linkCounter, trainingLearner, type PhaseOps } from './site-ops.ts'
+import { attachSiteOps, linkCounter, siteLearner, trainingLearner, type PhaseOps } from './site-ops.ts'
 import type { OpName, SiteOps } from './types.ts'
 
 /** A checkpoint larger than this is not ours. */
@@ -79,14 +78,7 @@ async function build (init: ChildInit): Promise<Built> {
   const identity = identities[index]!.id
   const peers = new Map(identities.map(s => [s.id.peerId, s.name]))
   const network = simNetwork(topology, identities.map(s => ({ name: s.name, peerId: s.id.peerId })), { random: createSeededRandom(topology.seed), logger: log })
-  const learner = createMoeLearner({
-    spec: init.spec,
-    expert: init.slots[index]!,
-    data: createBatchSource(data, { seed: `${topology.seed}/site-${name}` }),
-    lr: topology.federation.optimizer.lr,
-    batchSize: topology.federation.batchSize,
-    initial: recipeInitialParams(init.spec)
-  }, { logger: log })
+  const learner = siteLearner(topology, { name, slot: init.slots[index]!, rows: data }, { spec: init.spec, initial: recipeInitialParams(init.spec) }, log)
   const ckpt = join(init.dir, 'checkpoints', `${name}.v8`)
   const resumed = await readCheckpoint(ckpt)
   if (resumed !== undefined) {

@@ -7,14 +7,13 @@
 import { createSeededRandom, type Logger } from '../../coordinator/components.ts'
 import type { RoutingConfig } from '../../coordinator/routing/config.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
-import { createBatchSource } from '../../node/data/batches.ts'
 import type { LabeledData } from '../../node/data/types.ts'
-import { createMoeLearner, type MoeLearner } from '../../node/federation/learner.ts'
+import type { MoeLearner } from '../../node/federation/learner.ts'
 import type { MoeSpec } from '../../node/model/spec.ts'
 import type { FederationSettingsInput } from '../../node/site/config.ts'
 import { createFleet, type SimSite } from '../fleet.ts'
 import type { Topology } from '../topology.ts'
-import { attachSiteOps, linkCounter, trainingLearner, type PhaseOps } from './site-ops.ts'
+import { attachSiteOps, linkCounter, siteLearner, trainingLearner, type PhaseOps } from './site-ops.ts'
 import type { AgentEvents, AgentFleet, SiteAgent, SiteOps } from './types.ts'
 
 export interface AgentFleetInit {
@@ -51,14 +50,7 @@ export async function createInlineFleet (init: AgentFleetInit, components: Inlin
 
   const learnerFor = (i: number): ReturnType<typeof trainingLearner> => {
     const s = topology.sites[i]!
-    const learner = createMoeLearner({
-      spec,
-      expert: init.slots[i]!,
-      data: createBatchSource(components.rows[i]!, { seed: `${topology.seed}/site-${s.name}` }),
-      lr: f.optimizer.lr,
-      batchSize: f.batchSize,
-      initial: init.initial
-    }, { logger: log.child(s.name) })
+    const learner = siteLearner(topology, { name: s.name, slot: init.slots[i]!, rows: components.rows[i]! }, { spec, initial: init.initial }, log.child(s.name))
     learners[i] = learner
     return trainingLearner(learner, {
       round: () => (fleet.byName(s.name).site?.status().round ?? 0) + 1,

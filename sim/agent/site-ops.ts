@@ -8,12 +8,13 @@ import { createSeededRandom, type Logger } from '../../coordinator/components.ts
 import type { RoutingConfig } from '../../coordinator/routing/config.ts'
 import type { Projection } from '../../coordinator/routing/projection.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
+import { createBatchSource } from '../../node/data/batches.ts'
 import type { LabeledData } from '../../node/data/types.ts'
 import type { MemberKeys, VerifiedArtifact } from '../../node/experts/artifact.ts'
 import { createExpertExchange } from '../../node/experts/exchange.ts'
 import { createExpertRegistry } from '../../node/experts/registry.ts'
 import { buildContribution, collectContributions, isRoutingArtifact, readSummedRelease, sourcesToTensor, summedRelease, withHeldBlobs, routingPublication } from '../../node/federation/global-release.ts'
-import type { MoeLearner } from '../../node/federation/learner.ts'
+import { createMoeLearner, type MoeLearner } from '../../node/federation/learner.ts'
 import { componentsToTensors } from '../../node/federation/release-tensors.ts'
 import { releaseSiteComponents, releaseSiteGlobal } from '../../node/federation/routing-releases.ts'
 import type { SiteIdentity } from '../../node/identity.ts'
@@ -26,6 +27,7 @@ import type { SiteStore } from '../../node/store.ts'
 import { TopologyError } from '../errors.ts'
 import { sameProjection, waitFor } from '../moe-helpers.ts'
 import { sleep } from '../sleep.ts'
+import type { Topology } from '../topology.ts'
 import type { SiteOps } from './types.ts'
 
 /** Protocols whose frames count as the federation's payload (heartbeats are left out: their number depends on wall time). */
@@ -162,6 +164,19 @@ export async function attachSiteOps (init: SiteOpsInit, components: SiteOpsCompo
  * the observer each expert after local training, and stretches training by
  * the site's slowdown factor.
  */
+/** A site's MoE learner over its own rows: the same in the simulator's process and in a site's child. */
+export function siteLearner (topology: Topology, site: { name: string, slot: number, rows: LabeledData }, model: { spec: MoeSpec, initial: TensorMap }, logger: Logger): MoeLearner {
+  const f = topology.federation
+  return createMoeLearner({
+    spec: model.spec,
+    expert: site.slot,
+    data: createBatchSource(site.rows, { seed: `${topology.seed}/site-${site.name}` }),
+    lr: f.optimizer.lr,
+    batchSize: f.batchSize,
+    initial: model.initial
+  }, { logger })
+}
+
 export function trainingLearner (learner: MoeLearner, hooks: { round: () => number, slowdown: () => number, onTrained: (round: number, params: TensorMap) => void }): Learner {
   return {
     get sampleCount () { return learner.sampleCount },
