@@ -322,3 +322,17 @@ export class PnetCipherError extends ForgemeshError {
   override name = 'PnetCipherError'
   override readonly code = 'ERR_PNET_CIPHER'
 }
+
+// --- receive-buffer pool (area "mesh") ---
+
+/** A receive buffer was handed back to its pool a second time (its update was released twice). */
+export class BodyReleasedError extends ForgemeshError {
+  override name = 'BodyReleasedError'
+  override readonly code = 'ERR_BODY_RELEASED'
+}
+
+/** A receive-buffer pool was misconfigured, or handed a buffer it never lent. */
+export class BodyPoolError extends ForgemeshError {
+  override name = 'BodyPoolError'
+  override readonly code = 'ERR_BODY_POOL'
+}

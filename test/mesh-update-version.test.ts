@@ -41,7 +41,7 @@ describe('update protocol 1.1.0 on loopback', () => {
   let receiver: UpdateService, sender: UpdateService
   const senderLog = recordingLogger()
   const received: ReceivedUpdate[] = []
-  const oldReceived: ReceivedUpdate[] = []
+  const oldReceived: Array<Omit<ReceivedUpdate, 'release'>> = []
   const misbehaved: Array<{ peerId: string, name: string }> = []
   const wire: Array<{ protocol: string, bytes: Uint8Array }> = []
   const held = Promise.withResolvers<void>()

@@ -9,7 +9,7 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import type { z } from 'zod'
-import { decodeFrameHead, decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type ParsedFrame } from '../../protocols/frame/frame.ts'
+import { decodeFrameHead, decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type FrameBuffers, type ParsedFrame } from '../../protocols/frame/frame.ts'
 import { MeshStreamError, RemoteError } from '../errors.ts'
 
 export type WireTap = (direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
@@ -109,6 +109,15 @@ export class FrameStream {
    */
   keepBodyParts (): void {
     this.parser.keepBodyParts()
+  }
+
+  /**
+   * From now on, large frames are assembled in memory from `buffers` (a
+   * receive-buffer pool, body-pool.ts) instead of fresh memory. Safe at any
+   * time: a frame already under way takes the new source from its halfway point.
+   */
+  assembleInto (buffers: FrameBuffers): void {
+    this.parser.assembleInto(buffers)
   }
 
   private async readParsed (options: { signal?: AbortSignal }): Promise<ParsedFrame | undefined> {

@@ -10,11 +10,14 @@
  * f32 tensors go out straight from the caller's arrays. The receiver hashes
  * the body while it arrives, compares with the trailing digest before it
  * decodes, then decodes f32 tensors as views of the received frame.
+ * Large frames are assembled in receive buffers from a small pool
+ * (body-pool.ts): a consumer that is done with an update calls
+ * `release()` and the next update lands in memory that is already mapped.
  * 1.0.0 (hash in the header, computed before sending) is still served, and
  * spoken to a peer that does not speak 1.1.0.
  */
 import { createHash } from 'node:crypto'
-import type { Logger } from '../../coordinator/components.ts'
+import type { Clock, Logger } from '../../coordinator/components.ts'
 import { FrameDecodeError, TensorChecksumError, TensorCodecError } from '../../protocols/errors.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
 import { BODY_HASH_FROM, HASH_BYTES, HASH_OFFSET, MANIFEST_OFFSET } from '../../protocols/tensor-codec/constants.ts'
@@ -23,7 +26,8 @@ import {
   UPDATE_MAX_FRAME_BYTES, UPDATE_PROTOCOL, UPDATE_PROTOCOL_1_0, UPDATE_SLICE_BYTES, UPDATE_SMALL_FRAME_BYTES, UPDATE_TIMEOUT_MS
 } from '../../protocols/update/constants.ts'
 import { UpdateAck, UpdateDigest, UpdateFrame, UpdateRequest } from '../../protocols/update/update.ts'
-import { MeshRequestTimeoutError, MeshStreamError } from '../errors.ts'
+import { BodyReleasedError, MeshRequestTimeoutError, MeshStreamError } from '../errors.ts'
+import { createBodyPool, type BodyPool, type BodyPoolInit } from './body-pool.ts'
 import type { FrameStream } from './frame-stream.ts'
 import type { FrameContext, SiteHost } from './host.ts'
 
@@ -35,6 +39,14 @@ export interface ReceivedUpdate {
   /** bodyHash is the verified body hash, whichever version carried it. */
   header: UpdateHeader
   tensors: TensorMap
+  /**
+   * Hands the update's receive buffer back for the next update, once the
+   * consumer is done with `tensors` (f32 tensors are views of that buffer:
+   * copy what must outlive the call, e.g. flattenTensors, before releasing).
+   * Optional: an update never released is garbage-collected as before.
+   * A second call throws BodyReleasedError.
+   */
+  release: () => void
 }
 
 export type UpdateCallback = (update: ReceivedUpdate, signal: AbortSignal) => Promise<UpdateVerdict> | UpdateVerdict
@@ -53,6 +65,15 @@ export interface OutgoingUpdate extends Omit<UpdateHeader, 'kind' | 'bodyHash'> 
 export interface UpdateServiceInit {
   maxFrameBytes?: number
   timeoutMs?: number
+  /** The receive-buffer pool's bounds (default: 2 idle buffers, dropped after 60 s idle). */
+  pool?: BodyPoolInit
+}
+
+export interface UpdateServiceComponents {
+  host: SiteHost
+  logger: Logger
+  /** Ages idle receive buffers; default the system clock. */
+  clock?: Clock
 }
 
 export interface UpdateService {
@@ -60,6 +81,8 @@ export interface UpdateService {
   /** Registers the receiver (one at a time; a later call replaces it). */
   onUpdate: (callback: UpdateCallback) => void
   send: (peerId: string, update: OutgoingUpdate, options?: { signal?: AbortSignal, timeoutMs?: number }) => Promise<UpdateAck>
+  /** The receive buffers (for tests and logs). */
+  readonly pool: BodyPool
 }
 
 /**
@@ -102,8 +125,24 @@ function slices (parts: readonly Uint8Array[], size: number): Uint8Array[] {
 const isUnsupported = (err: unknown): boolean =>
   err instanceof MeshStreamError && (err.cause as Error | undefined)?.name === 'UnsupportedProtocolError'
 
-export function createUpdateService (init: UpdateServiceInit, components: { host: SiteHost, logger: Logger }): UpdateService {
+/** release() for an update whose body may lie in a buffer lent by `pool`. */
+function releaser (pool: BodyPool, body: Uint8Array | undefined, round: number): () => void {
+  let released = false
+  return () => {
+    if (released) throw new BodyReleasedError(`the update for round ${round} was released twice`)
+    released = true
+    if (body !== undefined && pool.lent(body)) pool.give(body)
+  }
+}
+
+/** A body that failed its checks: nothing views it, so its buffer goes back at once. */
+function giveBack (pool: BodyPool, body: Uint8Array | undefined): void {
+  if (body !== undefined && pool.lent(body)) pool.give(body)
+}
+
+export function createUpdateService (init: UpdateServiceInit, components: UpdateServiceComponents): UpdateService {
   const { host, logger: log } = components
+  const pool = createBodyPool(init.pool, components.clock === undefined ? {} : { clock: components.clock })
   const maxFrameBytes = init.maxFrameBytes ?? UPDATE_MAX_FRAME_BYTES
   const timeoutMs = init.timeoutMs ?? UPDATE_TIMEOUT_MS
   /** Peers found not to speak 1.1.0: sent 1.0.0 from then on. */
@@ -111,10 +150,16 @@ export function createUpdateService (init: UpdateServiceInit, components: { host
   let callback: UpdateCallback | undefined
   let started = false
 
-  const verdictOf = async (ctx: FrameContext, header: UpdateHeader, tensors: TensorMap, bytes: number | undefined): Promise<UpdateAck> => {
-    const verdict = callback === undefined
-      ? { accepted: false, reason: 'this site takes no updates' }
-      : await callback({ peerId: ctx.peerId, header, tensors }, ctx.signal)
+  const verdictOf = async (ctx: FrameContext, header: UpdateHeader, tensors: TensorMap, body: Uint8Array | undefined): Promise<UpdateAck> => {
+    const release = releaser(pool, body, header.round)
+    const bytes = body?.byteLength
+    let verdict: UpdateVerdict
+    if (callback === undefined) {
+      release()
+      verdict = { accepted: false, reason: 'this site takes no updates' }
+    } else {
+      verdict = await callback({ peerId: ctx.peerId, header, tensors, release }, ctx.signal)
+    }
     log.debug('update.received', { peer: ctx.peerId, protocol: ctx.protocol, round: header.round, site: header.site, bytes, accepted: verdict.accepted })
     const ack: UpdateAck = { kind: 'ack', round: header.round, accepted: verdict.accepted }
     if (verdict.reason !== undefined) ack.reason = verdict.reason.slice(0, 1024)
@@ -123,19 +168,26 @@ export function createUpdateService (init: UpdateServiceInit, components: { host
 
   /** 1.1.0: an update frame, then a digest frame unless the update named its hash. */
   const receive = async (fs: FrameStream, ctx: FrameContext): Promise<void> => {
+    fs.assembleInto(pool)
     const frame = await fs.read(UpdateFrame, { signal: ctx.signal })
     if (frame === undefined) return
+    const { body } = frame
     let received: { header: UpdateHeader, tensors: TensorMap }
-    const named = frame.header.bodyHash
-    if (named !== undefined) {
-      const header: UpdateHeader = { ...frame.header, bodyHash: named }
-      received = { header, tensors: decodeUpdateBody(header, frame.body, maxFrameBytes, frame.bodyDigest) }
-    } else {
-      const trailer = await fs.read(UpdateDigest, { signal: ctx.signal })
-      if (trailer === undefined) throw new FrameDecodeError(`update for round ${frame.header.round} ended before its digest frame`)
-      received = decodeTrailedUpdateBody(frame.header, frame.body, trailer.header, maxFrameBytes, frame.bodyDigest)
+    try {
+      const named = frame.header.bodyHash
+      if (named !== undefined) {
+        const header: UpdateHeader = { ...frame.header, bodyHash: named }
+        received = { header, tensors: decodeUpdateBody(header, body, maxFrameBytes, frame.bodyDigest) }
+      } else {
+        const trailer = await fs.read(UpdateDigest, { signal: ctx.signal })
+        if (trailer === undefined) throw new FrameDecodeError(`update for round ${frame.header.round} ended before its digest frame`)
+        received = decodeTrailedUpdateBody(frame.header, body, trailer.header, maxFrameBytes, frame.bodyDigest)
+      }
+    } catch (err) {
+      giveBack(pool, body)
+      throw err
     }
-    const ack = await verdictOf(ctx, received.header, received.tensors, frame.body?.byteLength)
+    const ack = await verdictOf(ctx, received.header, received.tensors, body)
     await fs.write(ack, undefined, { signal: ctx.signal })
     await fs.closeWrite({ signal: ctx.signal })
   }
@@ -170,12 +222,25 @@ export function createUpdateService (init: UpdateServiceInit, components: { host
       if (started) return
       started = true
       await host.handleStream(UPDATE_PROTOCOL, receive, { maxFrameBytes, timeoutMs, bodyDigestFrom: BODY_HASH_FROM })
-      await host.handle(UPDATE_PROTOCOL_1_0, async (frame, ctx) => {
-        const tensors = decodeUpdateBody(frame.header, frame.body, maxFrameBytes, frame.bodyDigest)
-        return { header: await verdictOf(ctx, frame.header, tensors, frame.body?.byteLength) }
-      }, { maxFrameBytes, schema: UpdateRequest, timeoutMs, bodyDigestFrom: BODY_HASH_FROM })
+      // host.handle's one-frame exchange, spelled out so the frame lands in the pool.
+      await host.handleStream(UPDATE_PROTOCOL_1_0, async (fs, ctx) => {
+        fs.assembleInto(pool)
+        const frame = await fs.read(UpdateRequest, { signal: ctx.signal })
+        if (frame === undefined) return
+        const { body } = frame
+        let tensors: TensorMap
+        try {
+          tensors = decodeUpdateBody(frame.header, body, maxFrameBytes, frame.bodyDigest)
+        } catch (err) {
+          giveBack(pool, body)
+          throw err
+        }
+        await fs.write(await verdictOf(ctx, frame.header, tensors, body), undefined, { signal: ctx.signal })
+        await fs.closeWrite({ signal: ctx.signal })
+      }, { maxFrameBytes, timeoutMs, bodyDigestFrom: BODY_HASH_FROM })
     },
     onUpdate: (cb) => { callback = cb },
+    pool,
     send: async (peerId, update, options = {}) => {
       const { tensors, body: given, blockSize, ...rest } = update
       const encodeOptions = blockSize === undefined ? { dtype: update.dtype } : { dtype: update.dtype, blockSize }

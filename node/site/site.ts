@@ -234,7 +234,14 @@ export function createSite (init: SiteInit, components: SiteComponents): Site {
       const site = presence.siteOf(u.peerId)
       if (site === undefined) return { accepted: false, reason: 'not-a-member: say hello first' }
       if (u.header.site !== site) throw new SiteImpersonationError(`peer ${u.peerId} said hello as '${site}' but sent an update as '${u.header.site}'`)
-      const { nonce, delta, wireBytes } = decodeUpdate(u.header.meta, u.tensors, template, vectorLength)
+      let decoded: ReturnType<typeof decodeUpdate>
+      try {
+        decoded = decodeUpdate(u.header.meta, u.tensors, template, vectorLength)
+      } finally {
+        // decodeUpdate copies (flattens or decompresses) into the delta: the receive buffer can go back.
+        u.release()
+      }
+      const { nonce, delta, wireBytes } = decoded
       presence.heard(u.peerId)
       if (presence.leader()?.peerId !== self) return { accepted: false, reason: 'not-coordinator: this site does not coordinate now' }
       return coord.receive({ peerId: u.peerId, baseHash: u.header.baseHash, round: u.header.round, site, nonce, delta, samples: u.header.numSamples ?? 0, wireBytes })

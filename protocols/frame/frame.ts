@@ -138,7 +138,7 @@ export function decodeFrame<S extends z.ZodType> (bytes: Uint8Array, headerSchem
   return frame
 }
 
-export { FrameParser, type FrameParserOptions, type ParsedFrame } from './parser.ts'
+export { FrameParser, type FrameBuffers, type FrameParserOptions, type ParsedFrame } from './parser.ts'
 
 /** Header every protocol may answer with instead of its own response. */
 export const ErrorHeader = z.object({

@@ -6,7 +6,8 @@
  * - A frame spread over many chunks is copied into one buffer as they come,
  *   not in one pass at the end. The buffer is allocated only once half the
  *   frame has arrived, so a peer cannot make us allocate a large claimed
- *   length for the price of four bytes.
+ *   length for the price of four bytes; memory lent by a pool that already
+ *   holds it (`buffers.take`) is used from the first byte.
  * - Optionally the sha256 of every frame's body from a given offset on
  *   (`bodyDigestFrom`), so a receiver can check a body's hash without a
  *   second pass over it.
@@ -28,6 +29,19 @@ export interface FrameParserOptions {
    * as soon as it arrives.
    */
   bodyParts?: boolean
+  /**
+   * Where frames above 64 KiB are assembled (default: fresh memory once
+   * half the frame has arrived). `take` may lend memory that costs nothing
+   * to use (a pool's idle buffer): it is asked at the frame's first byte, so
+   * the frame is copied into it while each chunk is still hot. `allocate`
+   * is asked at the halfway point when `take` had nothing.
+   */
+  buffers?: FrameBuffers
+}
+
+export interface FrameBuffers {
+  take: (bytes: number) => Uint8Array | undefined
+  allocate: (bytes: number) => Uint8Array
 }
 
 export interface ParsedFrame {
@@ -56,15 +70,22 @@ export class FrameParser {
   private bodyFrom = -1
   private readonly digestFrom: number | undefined
   private partsMode: boolean
+  private buffers: FrameBuffers | undefined
 
   constructor (private readonly limits: FrameLimits, options: FrameParserOptions = {}) {
     this.digestFrom = options.bodyDigestFrom
     this.partsMode = options.bodyParts === true
+    this.buffers = options.buffers
   }
 
   /** Switches bodyParts mode on from the next frame on (a stream that knows before any byte arrives). */
   keepBodyParts (): void {
     if (this.need < 0) this.partsMode = true
+  }
+
+  /** Sets where large frames are assembled from now on (see FrameParserOptions.buffers). */
+  assembleInto (buffers: FrameBuffers): void {
+    this.buffers = buffers
   }
 
   /** Bytes held that are not yet part of a returned frame. */
@@ -101,12 +122,16 @@ export class FrameParser {
   private feed (piece: Uint8Array): void {
     const at = this.got
     const after = at + piece.byteLength
-    if (this.assembly === undefined && !this.partsMode && !(at === 0 && after === this.need) &&
-        (this.need <= EAGER_ASSEMBLY_BYTES || 2 * after >= this.need)) {
-      this.assembly = new Uint8Array(this.need)
-      let off = 0
-      for (const p of this.parts) { this.assembly.set(p, off); off += p.byteLength }
-      this.parts = []
+    if (this.assembly === undefined && !this.partsMode && !(at === 0 && after === this.need)) {
+      const large = this.need > EAGER_ASSEMBLY_BYTES
+      // Lent memory that is already ours costs nothing: assemble from the first byte.
+      if (large && at === 0) this.assembly = this.buffers?.take(this.need)
+      if (this.assembly === undefined && (!large || 2 * after >= this.need)) {
+        this.assembly = large && this.buffers !== undefined ? this.buffers.allocate(this.need) : new Uint8Array(this.need)
+        let off = 0
+        for (const p of this.parts) { this.assembly.set(p, off); off += p.byteLength }
+        this.parts = []
+      }
     }
     if (this.assembly !== undefined) this.assembly.set(piece, at)
     else this.parts.push(piece)
