@@ -5,7 +5,8 @@
  * or any valid frame from the peer, is a heartbeat in the pure membership
  * view. The coordinator is elected from that view by the pure rule
  * (priority, then smallest peer id), so it changes when the current one goes
- * silent past `heartbeatTimeoutMs`. Peers cut off for misbehaving leave the
+ * silent past `heartbeatTimeoutMs`, or at once when its last connection
+ * closes. Peers cut off for misbehaving leave the
  * view and stay out until this site restarts.
  */
 import type { Clock, Logger } from '../../coordinator/components.ts'
@@ -97,7 +98,12 @@ export function createPresence (init: PresenceInit, components: PresenceComponen
   return {
     start: () => {
       if (timer !== undefined) return
-      unsubscribe = membership.on('member:join', ({ peerId }) => { heard(peerId); elect() })
+      const offJoin = membership.on('member:join', ({ peerId }) => { heard(peerId); elect() })
+      // A member whose last connection closed is not live, whatever its last heartbeat: a crashed
+      // site's sockets reset at once, while a long heartbeat timeout (crowded fleets) would keep it
+      // "live" and elected for that long. Reconnecting greets it again (member:join).
+      const offLeave = membership.on('member:leave', ({ peerId }) => { view.remove(peerId); elect() })
+      unsubscribe = () => { offJoin(); offLeave() }
       timer = setInterval(greetAll, init.heartbeatIntervalMs)
       greetAll()
     },
