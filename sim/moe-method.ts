@@ -388,7 +388,17 @@ export async function runNetworkedMoe (topology: Topology, data: SimData, option
   }
 }
 
-const heartbeatMs = (sites: number): number => sites <= CROWDED_FLEET_SITES ? 500 : 50 * sites
+/**
+ * Greetings per second a crowded fleet's machine spends on presence. Each greeting is a new
+ * stream (multistream-select, Noise, yamux, pnet, a hello each way); at 48 inline sites the old
+ * 50 ms × N rule meant 940 a second, which saturated the loop: the final expert exchange took
+ * 262 s instead of 10 s. A member that disconnects leaves the live view at once (node/site/presence.ts),
+ * so the long timeout this gives (161 s at 64 sites) does not slow the notice of a crash.
+ */
+const CROWDED_GREETINGS_PER_S = 200
+const heartbeatMs = (sites: number): number => sites <= CROWDED_FLEET_SITES
+  ? 500
+  : Math.max(500, Math.round(1000 * sites * (sites - 1) / CROWDED_GREETINGS_PER_S))
 
 /** The site runtime's settings for a topology's federation (every site gets the same). */
 export function siteSettings (topology: Topology): FederationSettingsInput {
@@ -401,8 +411,8 @@ export function siteSettings (topology: Topology): FederationSettingsInput {
     quorumFraction: f.quorum,
     minParticipants: Math.max(1, Math.ceil(f.quorum * (topology.sites.length - late))),
     roundTimeoutMs: Math.round(f.roundTimeoutS * 1000),
-    // Every site heartbeats every other: N(N-1) messages per interval, each through Noise and yamux. Up to 10 sites
-    // every 500 ms; beyond, the interval grows with N so the mesh's own chatter does not eat the cores (1.6 s at 32).
+    // Every site heartbeats every other: N(N-1) greetings per interval. Up to 10 sites every 500 ms; beyond, the
+    // interval grows as N(N-1) so the machine's greetings stay at 200 a second (5 s at 32 sites, 20 s at 64).
     heartbeatIntervalMs: heartbeatMs(topology.sites.length),
     heartbeatTimeoutMs: 8 * heartbeatMs(topology.sites.length),
     retryMs: 100,

@@ -180,3 +180,20 @@ describe('loadTopology', () => {
     await expect(loadTopology(big)).rejects.toMatchObject({ name: 'TopologyError', message: `${big}: topology file is ${MAX_TOPOLOGY_BYTES + 1} bytes, more than the ${MAX_TOPOLOGY_BYTES} allowed` })
   })
 })
+
+describe('site settings of a simulated fleet', () => {
+  it('greets every 500 ms up to 10 sites, then keeps the machine at 200 greetings a second', async () => {
+    const { siteSettings } = await import('../sim/moe-method.ts')
+    const { scaleTopology } = await import('../sim/scale.ts')
+    const at = (sites: number): [number, number] => {
+      const s = siteSettings(scaleTopology({ sites, transport: 'memory', rounds: 1, rowsPerSite: 10, testLimit: 10, seed: 1 }))
+      return [s.heartbeatIntervalMs!, s.heartbeatTimeoutMs!]
+    }
+    expect(at(3)).toEqual([500, 4_000])
+    expect(at(10)).toEqual([500, 4_000])
+    // N(N-1) greetings per interval: 11·10/200 s, 32·31/200 s, 64·63/200 s.
+    expect(at(11)).toEqual([550, 4_400])
+    expect(at(32)).toEqual([4_960, 39_680])
+    expect(at(64)).toEqual([20_160, 161_280])
+  })
+})
