@@ -116,6 +116,9 @@ export async function attachSiteOps (init: SiteOpsInit, components: SiteOpsCompo
       return hashes.filter((_, i) => has[i])
     },
     sync: async ({ peerIds }) => {
+      // A site still fetching what it was announced is not stuck; asking every peer for its inventory now only adds load.
+      const { active, queued } = exchange.stats()
+      if (active + queued > 0) return
       for (const p of peerIds) exchange.sync(p).catch(() => {})
     },
     releaseTwo: async ({ projection }) => await releaseTwo(projection),

@@ -58,7 +58,7 @@ export interface SiteOps {
   dropHeld: () => Promise<void>
   /** Which of these artifact hashes the site's registry holds. */
   holds: (args: { hashes: string[] }) => Promise<string[]>
-  /** Asks each of these peers for its artifact inventory (in the background). */
+  /** Asks each of these peers for its artifact inventory (in the background), unless the site is still fetching. */
   sync: (args: { peerIds: string[] }) => Promise<void>
   /** Release 2 in the federation's projection, charged now. */
   releaseTwo: (args: { projection: Projection }) => Promise<SiteRelease>
