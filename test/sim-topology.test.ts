@@ -183,7 +183,7 @@ describe('loadTopology', () => {
 
 describe('site settings of a simulated fleet', () => {
   it('greets every 500 ms up to 10 sites, then keeps the machine at 200 greetings a second', async () => {
-    const { siteSettings } = await import('../sim/moe-method.ts')
+    const { siteSettings } = await import('../sim/site-settings.ts')
     const { scaleTopology } = await import('../sim/scale.ts')
     const at = (sites: number): [number, number] => {
       const s = siteSettings(scaleTopology({ sites, transport: 'memory', rounds: 1, rowsPerSite: 10, testLimit: 10, seed: 1 }))
