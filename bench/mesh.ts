@@ -215,6 +215,8 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   const idle: Record<string, number[]> = { update: [], update_1_0: [] }
   const firstByteAfter = (path: string, t0: bigint): void => { idle[path]!.push(Number(firstBody - t0) / 1e6); firstBody = -1n }
   const sender = createUpdateService({}, { host: client, logger })
+  // The same sender hashing every slice on its own event loop (no worker thread).
+  const inlineSender = createUpdateService({ hashWorkerMinBytes: false }, { host: client, logger })
   await client.start()
 
   try {
@@ -227,6 +229,13 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
         const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
         if (!ack.accepted) throw new Error('update refused')
         firstByteAfter('update', t0)
+        return elapsed(t0)
+      },
+      update_inline_hash: async () => {
+        const t0 = process.hrtime.bigint()
+        const ack = await inlineSender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
+        if (!ack.accepted) throw new Error('update refused')
+        firstBody = -1n
         return elapsed(t0)
       },
       // The same update into fresh memory: the receiver never releases it.
@@ -267,6 +276,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
       update_mb_s: mbOf(bytes, median(ms.update!)),
       update_1_0_mb_s: mbOf(bytes, median(ms.update_1_0!)),
       update_unreleased_mb_s: mbOf(bytes, median(ms.update_unreleased!)),
+      update_inline_hash_mb_s: mbOf(bytes, median(ms.update_inline_hash!)),
       artifact_mb_s: mbOf(bytes, median(ms.artifact!)),
       libp2p_raw_mb_s: mbOf(info.artifactBytes, median(ms.raw!)),
       tcp_mb_s: mbOf(bytes, median(ms.tcp!))
@@ -277,6 +287,7 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
     ctx.print(`update path   ${f.update_mb_s} MB/s (1.1.0: encode + frames + hash while sending + pnet/Noise/yamux + verify + decode + ack)`)
     ctx.print(`update 1.0.0  ${f.update_1_0_mb_s} MB/s (the same, hashed whole before the first byte)`)
     ctx.print(`update kept   ${f.update_unreleased_mb_s} MB/s (1.1.0, the receiver never releases: fresh receive memory each time)`)
+    ctx.print(`update inline ${f.update_inline_hash_mb_s} MB/s (1.1.0, the sender hashes on its event loop, no worker thread)`)
     ctx.print(`first 1 MiB of body left after ${median(idle.update!).toFixed(1)} ms (1.1.0) vs ${median(idle.update_1_0!).toFixed(1)} ms (1.0.0)`)
     ctx.print(`artifact path ${f.artifact_mb_s} MB/s (1 MiB chunks, sha256-verified, into memory)`)
     ctx.print(`raw libp2p    ${f.libp2p_raw_mb_s} MB/s (same stack, bare stream)`)
@@ -290,12 +301,14 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
       ratio_vs_libp2p_raw: ratio(f.update_mb_s, f.libp2p_raw_mb_s),
       update_1_0_ratio_vs_libp2p_raw: ratio(f.update_1_0_mb_s, f.libp2p_raw_mb_s),
       update_unreleased_ratio_vs_libp2p_raw: ratio(f.update_unreleased_mb_s, f.libp2p_raw_mb_s),
+      update_inline_hash_ratio_vs_libp2p_raw: ratio(f.update_inline_hash_mb_s, f.libp2p_raw_mb_s),
       artifact_ratio_vs_libp2p_raw: ratio(f.artifact_mb_s, f.libp2p_raw_mb_s),
       ratio_vs_tcp: ratio(f.update_mb_s, f.tcp_mb_s),
       libp2p_raw_vs_tcp: ratio(f.libp2p_raw_mb_s, f.tcp_mb_s),
       paired_ratio_vs_libp2p_raw: paired('update'),
       paired_update_1_0_ratio_vs_libp2p_raw: paired('update_1_0'),
       paired_update_unreleased_ratio_vs_libp2p_raw: paired('update_unreleased'),
+      paired_update_inline_hash_ratio_vs_libp2p_raw: paired('update_inline_hash'),
       paired_artifact_ratio_vs_libp2p_raw: paired('artifact'),
       first_body_mib_ms: { update: Math.round(median(idle.update!) * 10) / 10, update_1_0: Math.round(median(idle.update_1_0!) * 10) / 10 },
       trial_ms: Object.fromEntries(names.map(n => [n, ms[n]!.map(Math.round)])),

@@ -336,3 +336,9 @@ export class BodyPoolError extends ForgemeshError {
   override name = 'BodyPoolError'
   override readonly code = 'ERR_BODY_POOL'
 }
+
+/** The sha256 worker thread of a sender failed, stalled, or was used after its job ended. */
+export class HashWorkerError extends ForgemeshError {
+  override name = 'HashWorkerError'
+  override readonly code = 'ERR_HASH_WORKER'
+}
