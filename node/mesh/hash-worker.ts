@@ -6,9 +6,9 @@
  * there, and that event loop is the transfer's bottleneck (the same update
  * with its digest computed beforehand ran in 515 ms instead of 671; a raw
  * stream took 489). Here the event loop only copies each slice into a ring
- * of shared slots (≈ 10 ms per 100 MB, and it leaves the slice hot in cache
- * for the encrypter); a worker thread hashes the slots in order and posts
- * the digest when the body ends.
+ * of shared slots (≈ 0.2–0.3 ms per MiB against ≈ 0.55 ms to hash it, and it
+ * leaves the slice hot in cache for the encrypter); a worker thread hashes
+ * the slots in order and posts the digest when the body ends.
  *
  * One body at a time per worker: `begin()` answers undefined while a body is
  * being hashed, and the caller hashes inline instead. The ring applies
