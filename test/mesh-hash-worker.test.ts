@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
-import { createHashWorker } from '../node/mesh/hash-worker.ts'
+import { createHashWorker, type HashJob } from '../node/mesh/hash-worker.ts'
 import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { createUpdateService } from '../node/mesh/update.ts'
 import { flattenTensors } from '../protocols/tensors.ts'
@@ -30,6 +30,11 @@ describe('hash worker', () => {
   // Small slots, so a body wraps the ring many times.
   const worker = createHashWorker({ slotBytes: 4096, slots: 4 })
   afterAll(async () => { await worker.stop() })
+  const freeJob = async (): Promise<HashJob> => {
+    let job: HashJob | undefined
+    await waitFor('the hash worker to be free', () => (job = worker.begin()) !== undefined)
+    return job!
+  }
 
   it('digests exactly what node:crypto does, whatever the cuts (empty, sub-slot, multi-slot pieces)', async () => {
     const body = bytes(1, 100_003)
@@ -45,6 +50,25 @@ describe('hash worker', () => {
     }
     const empty = worker.begin()!
     expect((await empty.digest()).toString('hex')).toBe(sha(new Uint8Array(0)))
+  })
+
+  it('a full ring makes the caller wait on a promise, never blocks the event loop, and keeps the order', async () => {
+    const body = bytes(8, 2_000_000) // 489 slots of this ring's 4 KiB: far more than its 4
+    const job = worker.begin()!
+    let ticks = 0
+    const ticker = setInterval(() => { ticks++ }, 0)
+    try {
+      const first = job.update(body.subarray(0, 1_500_000))
+      expect(first).toBeInstanceOf(Promise)
+      // Queued behind the first without awaiting it: still hashed in order.
+      const second = job.update(body.subarray(1_500_000))
+      await Promise.all([first, second])
+      expect((await job.digest()).toString('hex')).toBe(sha(body))
+    } finally {
+      clearInterval(ticker)
+    }
+    // The timer ran while the bytes waited for room (a blocking wait would have held it off until the end).
+    expect(ticks).toBeGreaterThan(0)
   })
 
   it('takes one body at a time: a second caller gets undefined until the first digest', async () => {
@@ -64,7 +88,8 @@ describe('hash worker', () => {
     dropped.abort()
     expect(() => { dropped.update(new Uint8Array(1)) }).toThrow(expect.objectContaining({ name: 'HashWorkerError', message: 'this hash job is over' }))
 
-    const aborted = worker.begin()!
+    // Its bytes still waited for room, so the worker is free once its DROP is in the ring.
+    const aborted = await freeJob()
     aborted.update(bytes(5, 50_000))
     const ctl = new AbortController()
     const reason = new Error('the send was cancelled')
@@ -72,7 +97,7 @@ describe('hash worker', () => {
     await expect(aborted.digest({ signal: ctl.signal })).rejects.toBe(reason)
 
     const body = bytes(6, 30_000)
-    const job = worker.begin()!
+    const job = await freeJob()
     job.update(body)
     expect((await job.digest()).toString('hex')).toBe(sha(body))
   })

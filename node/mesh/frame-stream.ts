@@ -166,14 +166,18 @@ export class FrameStream {
 
   /**
    * One frame; a body given as parts goes out part by part, never joined.
-   * `onBodyPart` sees each body part just before it is sent (a sender that
+   * `onBodyPart` sees each body part just before it is sent, and the part
+   * waits for the promise it may return (a sender that
    * hashes while it writes).
    */
-  async write (header: unknown, body?: Uint8Array | readonly Uint8Array[], options: { signal?: AbortSignal, onBodyPart?: (part: Uint8Array) => void } = {}): Promise<void> {
+  async write (header: unknown, body?: Uint8Array | readonly Uint8Array[], options: { signal?: AbortSignal, onBodyPart?: (part: Uint8Array) => Promise<void> | undefined } = {}): Promise<void> {
     const parts = encodeFrameParts(header, body)
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!
-      if (i > 0) options.onBodyPart?.(part)
+      if (i > 0) {
+        const seen = options.onBodyPart?.(part)
+        if (seen !== undefined) await seen
+      }
       this.tap?.('out', this.peerId, this.protocol, part)
       this.count?.('out', part.byteLength)
       let ok: boolean

@@ -12,16 +12,22 @@
  *
  * One body at a time per worker: `begin()` answers undefined while a body is
  * being hashed, and the caller hashes inline instead. The ring applies
- * backpressure by blocking the caller (Atomics.wait) while all slots are
- * full, which only happens when the worker is starved: it hashes ≈ 10× faster
- * than the wire moves bytes. The thread never holds its process open.
+ * backpressure: while all slots are full (the worker starved: it hashes
+ * ≈ 10× faster than the wire moves bytes) `update` returns a promise and the
+ * sender waits on it (Atomics.waitAsync), so a site's event loop is never
+ * blocked and keeps answering its peers. The thread never holds its process open.
  */
 import { Worker } from 'node:worker_threads'
 import { HashWorkerError } from '../errors.ts'
 
 export interface HashJob {
-  /** Queues bytes to hash (copied at once: the caller may reuse them on return). */
-  update: (bytes: Uint8Array) => void
+  /**
+   * Queues bytes to hash. Undefined when they were copied into the ring at
+   * once; a promise when the ring was full: keep the bytes unchanged until it
+   * settles, and await it before queueing more is cheapest (later calls wait
+   * behind it in order either way).
+   */
+  update: (bytes: Uint8Array) => Promise<void> | undefined
   /** The sha256 of everything queued; the job is over. */
   digest: (options?: { signal?: AbortSignal }) => Promise<Buffer>
   /** Drops the job (a send that failed); idempotent. */
@@ -50,6 +56,11 @@ const TAIL = 1
 const LENGTHS = 2
 const END = -1
 const DROP = -2
+
+/** Atomics.waitAsync (Node 16 and later), missing from this project's TypeScript lib. */
+const waitAsync = (Atomics as unknown as {
+  waitAsync: (array: Int32Array, index: number, value: number, timeoutMs: number) => { async: boolean, value: Promise<string> | string }
+}).waitAsync
 
 /**
  * The thread: plain CommonJS, so it needs no TypeScript loader. It waits
@@ -131,22 +142,33 @@ export function createHashWorker (init: HashWorkerInit = {}): HashWorker {
     return t
   }
 
-  /** Writes one slot; blocks while the ring is full. */
-  const put = (t: Thread, bytes: Uint8Array | undefined, marker?: number): void => {
-    const deadline = Date.now() + stallMs
-    for (;;) {
-      if (t.failure !== undefined) throw t.failure
-      const tail = Atomics.load(t.ctl, TAIL)
-      if (t.head - tail < slots) break
-      if (Date.now() > deadline) throw new HashWorkerError(`the hash worker thread took no bytes for ${stallMs} ms`)
-      Atomics.wait(t.ctl, TAIL, tail, 50)
-    }
+  /** Writes one slot if the ring has room. */
+  const tryPut = (t: Thread, bytes: Uint8Array | undefined, marker?: number): boolean => {
+    if (t.failure !== undefined) throw t.failure
+    if (t.head - Atomics.load(t.ctl, TAIL) >= slots) return false
     const slot = t.head % slots
     if (bytes !== undefined) t.data.set(bytes, slot * slotBytes)
     t.ctl[LENGTHS + slot] = bytes?.byteLength ?? marker!
     t.head++
     Atomics.store(t.ctl, HEAD, t.head)
     Atomics.notify(t.ctl, HEAD)
+    return true
+  }
+
+  /** Writes one slot, waiting without blocking the event loop while the ring is full. */
+  const put = async (t: Thread, bytes: Uint8Array | undefined, marker?: number): Promise<void> => {
+    const deadline = Date.now() + stallMs
+    while (!tryPut(t, bytes, marker)) {
+      if (Date.now() > deadline) throw new HashWorkerError(`the hash worker thread took no bytes for ${stallMs} ms`)
+      const waited = waitAsync(t.ctl, TAIL, Atomics.load(t.ctl, TAIL), 50)
+      if (waited.async) await waited.value
+    }
+  }
+
+  /** A thread whose job count can no longer be trusted: the next begin() starts afresh. */
+  const discard = (t: Thread): void => {
+    if (thread === t) thread = undefined
+    void t.worker.terminate()
   }
 
   return {
@@ -155,31 +177,53 @@ export function createHashWorker (init: HashWorkerInit = {}): HashWorker {
       const t = thread ??= spawn()
       busy = true
       const job = ++t.jobs
-      let done = false
-      const finish = (): void => { if (!done) { done = true; busy = false } }
+      /** No more update/digest calls: the job has ended or is ending. */
+      let over = false
+      /** Writes that found the ring full, in order; undefined once they are all in. */
+      let backlog: Promise<void> | undefined
+      let dropped = false
+      const writeAll = async (bytes: Uint8Array): Promise<void> => {
+        for (let off = 0; off < bytes.byteLength && !dropped; off += slotBytes) await put(t, bytes.subarray(off, Math.min(off + slotBytes, bytes.byteLength)))
+      }
       // Every job ends the thread's count with exactly one END or DROP, or the digests that follow would not match.
+      // The worker is free again once the DROP is in the ring: at once when there is room, else when there is.
       const abort = (): void => {
-        if (done) return
+        if (over) return
+        over = true
+        dropped = true
         try {
-          put(t, undefined, DROP)
+          if (backlog === undefined && tryPut(t, undefined, DROP)) { busy = false; return }
         } catch {
-          // Gone or stalled: its job count can no longer be trusted; the next begin() starts afresh.
-          if (thread === t) thread = undefined
-          void t.worker.terminate()
+          discard(t)
+          busy = false
+          return
         }
-        finish()
+        const before = backlog ?? Promise.resolve()
+        before.then(async () => { await put(t, undefined, DROP) }).catch(() => { discard(t) }).finally(() => { busy = false })
       }
       return {
         update: (bytes) => {
-          if (done) throw new HashWorkerError('this hash job is over')
-          for (let off = 0; off < bytes.byteLength; off += slotBytes) put(t, bytes.subarray(off, Math.min(off + slotBytes, bytes.byteLength)))
+          if (over) throw new HashWorkerError('this hash job is over')
+          let rest = bytes
+          if (backlog === undefined) {
+            let off = 0
+            while (off < bytes.byteLength && tryPut(t, bytes.subarray(off, Math.min(off + slotBytes, bytes.byteLength)))) off += slotBytes
+            if (off >= bytes.byteLength) return undefined
+            rest = bytes.subarray(off)
+          }
+          const mine = (backlog ?? Promise.resolve()).then(async () => { await writeAll(rest) })
+          backlog = mine
+          // Whoever awaits it sees a failure; digest() and abort() see it through the backlog.
+          mine.then(() => { if (backlog === mine) backlog = undefined }, () => {})
+          return mine
         },
         digest: async (options = {}) => {
-          if (done) throw new HashWorkerError('this hash job is over')
+          if (over) throw new HashWorkerError('this hash job is over')
           if (options.signal?.aborted === true) {
             abort()
             throw options.signal.reason
           }
+          over = true
           try {
             const digest = new Promise<Buffer>((resolve, reject) => {
               const onAbort = (): void => { t.waiting = undefined; t.worker.off('exit', onExit); reject(options.signal!.reason) }
@@ -188,21 +232,20 @@ export function createHashWorker (init: HashWorkerInit = {}): HashWorker {
               t.worker.once('exit', onExit)
               t.waiting = { job, resolve: (d) => { options.signal?.removeEventListener('abort', onAbort); t.worker.off('exit', onExit); resolve(d) } }
             })
-            digest.catch(() => {}) // awaited below, unless put() throws first
+            digest.catch(() => {}) // awaited below, unless a write fails first
             // Held open only while a digest is awaited.
             t.worker.ref()
             try {
-              put(t, undefined, END)
+              if (backlog !== undefined) await backlog
+              await put(t, undefined, END)
             } catch (err) {
-              // Its job count can no longer be trusted; the next begin() starts afresh.
-              if (thread === t) thread = undefined
-              void t.worker.terminate()
+              discard(t)
               throw err
             }
             return await digest
           } finally {
             t.worker.unref()
-            finish()
+            busy = false
           }
         },
         abort

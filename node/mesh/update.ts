@@ -224,14 +224,16 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
     }
     try {
       const inline = job === undefined ? createHash('sha256') : undefined
-      const hasher: { update: (b: Uint8Array) => unknown } = job ?? inline!
       let skip = BODY_HASH_FROM // the preamble's magic and (zero) hash field are not hashed
       await fs.write(header, slices(parts, UPDATE_SLICE_BYTES), {
         signal,
         onBodyPart: (part) => {
-          if (skip >= part.byteLength) { skip -= part.byteLength; return }
-          hasher.update(skip === 0 ? part : part.subarray(skip))
+          if (skip >= part.byteLength) { skip -= part.byteLength; return undefined }
+          const hashed = skip === 0 ? part : part.subarray(skip)
           skip = 0
+          if (inline !== undefined) { inline.update(hashed); return undefined }
+          // A full ring (a starved worker) makes the write wait, never the event loop.
+          return job!.update(hashed)
         }
       })
       const digest = inline !== undefined ? inline.digest('hex') : (await job!.digest({ signal })).toString('hex')
