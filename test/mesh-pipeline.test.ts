@@ -11,7 +11,7 @@ import type { SiteIdentity } from '../node/identity.ts'
 import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { memorySink } from '../node/mesh/blob-io.ts'
 import { createUpdateService, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'
-import { decodeFrameHead, encodeFrame, encodeFrameParts, FrameParser } from '../protocols/frame/frame.ts'
+import { decodeFrameHead, encodeFrame, encodeFrameParts, FrameParser, type BodyHasher } from '../protocols/frame/frame.ts'
 import { BODY_HASH_FROM, decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
 import { host, identities, tempDir, waitFor } from './mesh-helpers.ts'
@@ -63,7 +63,7 @@ describe('digest on arrival', () => {
       p.push(frame.subarray(cut))
       const f = p.nextFrame()!
       expect(Buffer.from(f.bytes).equals(Buffer.from(frame))).toBe(true)
-      expect(Buffer.from(f.bodyDigest!).equals(expected)).toBe(true)
+      expect(Buffer.from(f.bodyDigest as Uint8Array).equals(expected)).toBe(true)
       expect(p.bufferedBytes).toBe(0)
     }
   })
@@ -72,13 +72,35 @@ describe('digest on arrival', () => {
     const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyDigestFrom: BODY_HASH_FROM })
     for (let off = 0; off < frame.byteLength; off += 5) p.push(frame.subarray(off, off + 5))
     const f = p.nextFrame()!
-    expect(Buffer.from(f.bodyDigest!).equals(expected)).toBe(true)
+    const digest = f.bodyDigest as Uint8Array // node:crypto on this thread: not a promise
+    expect(Buffer.from(digest).equals(expected)).toBe(true)
     const start = f.bytes.byteLength - body.byteLength
-    expect(decodeTensors(f.bytes.subarray(start), { digest: f.bodyDigest! }).get('t1')!.data.length).toBe(17)
-    const wrong = new Uint8Array(f.bodyDigest!)
+    expect(decodeTensors(f.bytes.subarray(start), { digest }).get('t1')!.data.length).toBe(17)
+    const wrong = new Uint8Array(digest)
     wrong[0]! ^= 1
     expect(() => decodeTensors(f.bytes.subarray(start), { digest: wrong })).toThrow(expect.objectContaining({ name: 'TensorChecksumError', message: expect.stringContaining(`but hashes to ${Buffer.from(wrong).toString('hex')}`) }))
     expect(() => decodeTensors(f.bytes.subarray(start), { digest: new Uint8Array(31) })).toThrow(expect.objectContaining({ name: 'TensorCodecError', message: 'a body digest is 32 bytes, got 31' }))
+  })
+
+  it('hands the body to a supplied hasher (its digest a promise), sized by the bytes to hash; discard() drops a half-received frame\'s hash', async () => {
+    const asked: number[] = []
+    const events: string[] = []
+    const hasherFor = (bytes: number): BodyHasher => {
+      asked.push(bytes)
+      const h = createHash('sha256')
+      return { update: (b) => { h.update(Uint8Array.from(b)) }, digest: async () => h.digest(), abort: () => { events.push('abort') } }
+    }
+    const p = new FrameParser({ maxFrameBytes: 1 << 20 }, { bodyDigestFrom: BODY_HASH_FROM, bodyHasher: hasherFor })
+    for (let off = 0; off < frame.byteLength; off += 1000) p.push(frame.subarray(off, off + 1000))
+    const f = p.nextFrame()!
+    expect(f.bodyDigest).toBeInstanceOf(Promise)
+    expect(Buffer.from(await f.bodyDigest!).equals(expected)).toBe(true)
+    expect(asked).toEqual([body.byteLength - BODY_HASH_FROM])
+    // A second frame cut off half-way: its hasher is told, the parser holds no hash.
+    p.push(frame.subarray(0, frame.byteLength >> 1))
+    expect(p.nextFrame()).toBeUndefined()
+    p.discard()
+    expect(events).toEqual(['abort'])
   })
 
   it('does not allocate a claimed length before half of it has arrived', () => {

@@ -40,6 +40,7 @@ describe('update protocol 1.1.0 on loopback', () => {
   let a: SiteHost, b: SiteHost, old: SiteHost
   let receiver: UpdateService, sender: UpdateService
   const senderLog = recordingLogger()
+  const receiverLog = recordingLogger()
   const received: ReceivedUpdate[] = []
   const oldReceived: Array<Omit<ReceivedUpdate, 'release'>> = []
   const misbehaved: Array<{ peerId: string, name: string }> = []
@@ -47,10 +48,10 @@ describe('update protocol 1.1.0 on loopback', () => {
   const held = Promise.withResolvers<void>()
 
   beforeAll(async () => {
-    ids = await identities(dir.path, 5)
+    ids = await identities(dir.path, 6)
     const allowlist = ids.map(i => i.peerId)
     a = host(ids[0]!, { psk, allowlist })
-    receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
+    receiver = createUpdateService({}, { host: a, logger: receiverLog })
     receiver.onUpdate(async (u) => {
       if (u.header.round === 99) await held.promise // an aggregator that takes its time
       received.push(u)
@@ -61,8 +62,8 @@ describe('update protocol 1.1.0 on loopback', () => {
     a.on('peer:misbehaved', (e) => { misbehaved.push({ peerId: e.peerId, name: e.error.name }) })
     // A site of the previous release: it speaks update 1.0.0 only.
     old = host(ids[2]!, { psk, allowlist, bootstrap: [a.multiaddrs()[0]!] })
-    await old.handle(UPDATE_PROTOCOL_1_0, (frame, ctx) => {
-      oldReceived.push({ peerId: ctx.peerId, header: frame.header, tensors: decodeUpdateBody(frame.header, frame.body, UPDATE_MAX_FRAME_BYTES, frame.bodyDigest) })
+    await old.handle(UPDATE_PROTOCOL_1_0, async (frame, ctx) => {
+      oldReceived.push({ peerId: ctx.peerId, header: frame.header, tensors: decodeUpdateBody(frame.header, frame.body, UPDATE_MAX_FRAME_BYTES, await frame.bodyDigest) })
       return { header: { kind: 'ack', round: frame.header.round, accepted: true } satisfies UpdateAck }
     }, { maxFrameBytes: UPDATE_MAX_FRAME_BYTES, schema: UpdateRequest })
     await old.start()
@@ -146,25 +147,30 @@ describe('update protocol 1.1.0 on loopback', () => {
     expect(sameBytes(received.at(-1)!.tensors.get('t0')!.data, map.get('t0')!.data)).toBe(true)
   })
 
-  it('refuses a body that does not match its trailing digest, before the callback sees it, and cuts the sender off', async () => {
-    const rogue = host(ids[3]!, { psk, allowlist: ids.map(i => i.peerId), bootstrap: [a.multiaddrs()[0]!] })
+  // 0.8 MB is hashed on the receiver's event loop, 8 MB on the process's hash worker (HASH_WORKER_MIN_BYTES).
+  it.each([
+    { values: 200_000, rogueIndex: 3, round: 7, on: 'event-loop' },
+    { values: 2_000_000, rogueIndex: 5, round: 17, on: 'worker' }
+  ])('refuses a body that does not match its trailing digest ($values floats, hashed on the $on), before the callback sees it, and cuts the sender off', async ({ values, rogueIndex, round, on }) => {
+    const rogue = host(ids[rogueIndex]!, { psk, allowlist: ids.map(i => i.peerId), bootstrap: [a.multiaddrs()[0]!] })
     await rogue.start()
     try {
       await waitFor('the rogue connected', () => a.connectedPeers().includes(rogue.peerId))
-      const map = tensors(15, [200_000])
+      const map = tensors(15, [values])
       const { parts } = encodeTensorPartsUnhashed(map, { dtype: 'f32' })
       const digest = encodeTensorParts(map, { dtype: 'f32' }).hash
       const body = Buffer.concat(parts)
       body[body.byteLength - 3]! ^= 0x01 // altered after it was hashed
       const before = received.length
       const fs = await rogue.openStream(a.peerId, UPDATE_PROTOCOL, { maxFrameBytes: 4096 })
-      await fs.write({ kind: 'update', round: 7, site: 'rogue', dtype: 'f32' }, body)
+      await fs.write({ kind: 'update', round, site: 'rogue', dtype: 'f32' }, body)
       await fs.write({ kind: 'digest', bodyHash: digest })
       await fs.closeWrite()
       await expect(fs.read(UpdateAck)).rejects.toMatchObject({ name: 'RemoteError', remoteCode: 'ERR_TENSOR_CHECKSUM', message: expect.stringContaining(`is followed by digest ${digest} but its body hashes to`) })
       await waitFor('the receiver flags the rogue', () => misbehaved.some(m => m.peerId === rogue.peerId && m.name === 'TensorChecksumError'))
       await waitFor('the rogue is cut off', () => !a.connectedPeers().includes(rogue.peerId))
       expect(received.length).toBe(before)
+      expect(receiverLog.records.filter(r => r.event === 'update.hashed' && r.fields?.['round'] === round).map(r => r.fields?.['on'])).toEqual([on])
       expect(a.connectedPeers()).toContain(b.peerId)
     } finally {
       await rogue.stop()

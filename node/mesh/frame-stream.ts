@@ -9,7 +9,7 @@
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import type { z } from 'zod'
-import { decodeFrameHead, decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type Frame, type FrameBuffers, type ParsedFrame } from '../../protocols/frame/frame.ts'
+import { decodeFrameHead, decodeFrameRaw, encodeFrameParts, ErrorHeader, FrameParser, parseHeader, type BodyHasherFactory, type Frame, type FrameBuffers, type ParsedFrame } from '../../protocols/frame/frame.ts'
 import { MeshStreamError, RemoteError } from '../errors.ts'
 
 export type WireTap = (direction: 'out' | 'in', peerId: string, protocol: string, bytes: Uint8Array) => void
@@ -84,6 +84,7 @@ export class FrameStream {
     } catch (err) {
       // Oversized or malformed length: stop reading now, before buffering it.
       this.failure = err as Error
+      this.parser.discard()
       this.stream.abort(err as Error)
     }
     if (this.queuedBytes > HIGH_WATER && this.stream.readStatus === 'readable') this.stream.pause()
@@ -92,6 +93,8 @@ export class FrameStream {
 
   private finish (error?: Error): void {
     this.ended = true
+    // A frame cut off mid-way never completes: give its hasher (perhaps a shared worker) back.
+    this.parser.discard()
     if (error !== undefined && this.failure === undefined) this.failure = new MeshStreamError(`stream ${this.protocol} with ${this.peerId} failed: ${error.message}`, { cause: error })
     this.notify()
   }
@@ -118,6 +121,11 @@ export class FrameStream {
    */
   assembleInto (buffers: FrameBuffers): void {
     this.parser.assembleInto(buffers)
+  }
+
+  /** From the next frame on, bodies are hashed by `factory`'s hashers (Frame.bodyDigest may then be a promise). */
+  hashBodiesWith (factory: BodyHasherFactory): void {
+    this.parser.hashBodiesWith(factory)
   }
 
   private async readParsed (options: { signal?: AbortSignal }): Promise<ParsedFrame | undefined> {

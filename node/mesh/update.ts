@@ -29,6 +29,7 @@ import { UpdateAck, UpdateDigest, UpdateFrame, UpdateRequest } from '../../proto
 import { BodyReleasedError, MeshRequestTimeoutError, MeshStreamError } from '../errors.ts'
 import { createBodyPool, type BodyPool, type BodyPoolInit } from './body-pool.ts'
 import { sharedHashWorker, type HashJob } from './hash-worker.ts'
+import type { BodyHasherFactory } from '../../protocols/frame/frame.ts'
 import type { FrameStream } from './frame-stream.ts'
 import type { FrameContext, SiteHost } from './host.ts'
 
@@ -70,8 +71,9 @@ export interface UpdateServiceInit {
   pool?: BodyPoolInit
   /**
    * Bodies of at least this many bytes are hashed on a worker thread while
-   * they are sent (hash-worker.ts); smaller ones, or all when false, on the
-   * event loop. Default HASH_WORKER_MIN_BYTES.
+   * they are sent and while they arrive (hash-worker.ts; the receiver's
+   * copy into the ring is from the assembled frame, still hot); smaller
+   * ones, or all when false, on the event loop. Default HASH_WORKER_MIN_BYTES.
    */
   hashWorkerMinBytes?: number | false
 }
@@ -166,6 +168,9 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
   let callback: UpdateCallback | undefined
   let started = false
 
+  /** Who hashes an arriving body: the process's worker thread for a large one while it is free, else this thread. */
+  const receiveHasher: BodyHasherFactory = (bytes) => workerMin !== false && bytes >= workerMin ? sharedHashWorker().begin() : undefined
+
   const verdictOf = async (ctx: FrameContext, header: UpdateHeader, tensors: TensorMap, body: Uint8Array | undefined): Promise<UpdateAck> => {
     const release = releaser(pool, body, header.round)
     const bytes = body?.byteLength
@@ -185,19 +190,21 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
   /** 1.1.0: an update frame, then a digest frame unless the update named its hash. */
   const receive = async (fs: FrameStream, ctx: FrameContext): Promise<void> => {
     fs.assembleInto(pool)
+    fs.hashBodiesWith(receiveHasher)
     const frame = await fs.read(UpdateFrame, { signal: ctx.signal })
     if (frame === undefined) return
     const { body } = frame
+    log.debug('update.hashed', { peer: ctx.peerId, round: frame.header.round, bytes: body?.byteLength, on: frame.bodyDigest instanceof Promise ? 'worker' : 'event-loop', direction: 'in' })
     let received: { header: UpdateHeader, tensors: TensorMap }
     try {
       const named = frame.header.bodyHash
       if (named !== undefined) {
         const header: UpdateHeader = { ...frame.header, bodyHash: named }
-        received = { header, tensors: decodeUpdateBody(header, body, maxFrameBytes, frame.bodyDigest) }
+        received = { header, tensors: decodeUpdateBody(header, body, maxFrameBytes, await frame.bodyDigest) }
       } else {
         const trailer = await fs.read(UpdateDigest, { signal: ctx.signal })
         if (trailer === undefined) throw new FrameDecodeError(`update for round ${frame.header.round} ended before its digest frame`)
-        received = decodeTrailedUpdateBody(frame.header, body, trailer.header, maxFrameBytes, frame.bodyDigest)
+        received = decodeTrailedUpdateBody(frame.header, body, trailer.header, maxFrameBytes, await frame.bodyDigest)
       }
     } catch (err) {
       giveBack(pool, body)
@@ -258,12 +265,13 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
       // host.handle's one-frame exchange, spelled out so the frame lands in the pool.
       await host.handleStream(UPDATE_PROTOCOL_1_0, async (fs, ctx) => {
         fs.assembleInto(pool)
+        fs.hashBodiesWith(receiveHasher)
         const frame = await fs.read(UpdateRequest, { signal: ctx.signal })
         if (frame === undefined) return
         const { body } = frame
         let tensors: TensorMap
         try {
-          tensors = decodeUpdateBody(frame.header, body, maxFrameBytes, frame.bodyDigest)
+          tensors = decodeUpdateBody(frame.header, body, maxFrameBytes, await frame.bodyDigest)
         } catch (err) {
           giveBack(pool, body)
           throw err

@@ -15,9 +15,10 @@ export interface Frame<H = unknown> {
   bodyParts?: Uint8Array[]
   /**
    * Set by a receiver that asked for it (`bodyDigestFrom`): sha256 of the
-   * body from that offset on, computed while the bytes arrived.
+   * body from that offset on, computed while the bytes arrived (a promise
+   * when the receiver's hasher works on another thread).
    */
-  bodyDigest?: Uint8Array
+  bodyDigest?: Uint8Array | Promise<Uint8Array>
 }
 
 /** A frame to send: the body may be several parts, sent in order without being joined. */
@@ -138,7 +139,7 @@ export function decodeFrame<S extends z.ZodType> (bytes: Uint8Array, headerSchem
   return frame
 }
 
-export { FrameParser, type FrameBuffers, type FrameParserOptions, type ParsedFrame } from './parser.ts'
+export { FrameParser, type BodyHasher, type BodyHasherFactory, type FrameBuffers, type FrameParserOptions, type ParsedFrame } from './parser.ts'
 
 /** Header every protocol may answer with instead of its own response. */
 export const ErrorHeader = z.object({

@@ -10,19 +10,35 @@
  *   holds it (`buffers.take`) is used from the first byte.
  * - Optionally the sha256 of every frame's body from a given offset on
  *   (`bodyDigestFrom`), so a receiver can check a body's hash without a
- *   second pass over it.
+ *   second pass over it; inline with node:crypto, or by a hasher the
+ *   receiver supplies (`bodyHasher`: another thread for large bodies, whose
+ *   digest is then a promise).
  * - Optionally no assembly at all (`bodyParts`): the body comes out as the
  *   pieces it arrived in, for a consumer that copies it somewhere anyway
  *   (a chunk into a blob sink) and would otherwise pay two copies.
  */
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { FrameDecodeError, FrameTooLargeError } from '../errors.ts'
 import { HEADER_LENGTH_BYTES, LENGTH_BYTES, MAX_HEADER_BYTES, MIN_FRAME_BYTES } from './constants.ts'
 import { claimedFrameBytes, type FrameLimits } from './frame.ts'
 
+/** Hashes one frame's body as it arrives. */
+export interface BodyHasher {
+  /** The next bytes; they stay unchanged until the frame's digest settles. */
+  update: (bytes: Uint8Array) => unknown
+  digest: () => Uint8Array | Promise<Uint8Array>
+  /** The frame will never complete: drop the hash. */
+  abort?: () => void
+}
+
+/** A hasher for a body of `bytes` bytes to hash, or undefined for node:crypto on this thread. */
+export type BodyHasherFactory = (bytes: number) => BodyHasher | undefined
+
 export interface FrameParserOptions {
   /** Hash each frame's body from this offset on (body-relative) while it arrives. */
   bodyDigestFrom?: number
+  /** Who hashes (see BodyHasherFactory); default node:crypto on this thread. */
+  bodyHasher?: BodyHasherFactory
   /**
    * Never join a frame: `bytes` is then only the length prefix and header,
    * and `bodyParts` the body as it arrived. The header length is checked
@@ -49,8 +65,16 @@ export interface ParsedFrame {
   bytes: Uint8Array
   /** bodyParts mode: the body in the pieces it arrived in, in order (views, not copies). */
   bodyParts?: Uint8Array[]
-  /** sha256 of the body from `bodyDigestFrom` on; absent when not asked for or the body is shorter. */
-  bodyDigest?: Uint8Array
+  /**
+   * sha256 of the body from `bodyDigestFrom` on; absent when not asked for
+   * or the body is shorter. A promise when a supplied hasher works elsewhere.
+   */
+  bodyDigest?: Uint8Array | Promise<Uint8Array>
+}
+
+const inlineHasher = (): BodyHasher => {
+  const hash = createHash('sha256')
+  return { update: (bytes) => hash.update(bytes), digest: () => hash.digest() }
 }
 
 /** Frames up to this size are assembled from their first byte on: too small to matter. */
@@ -65,7 +89,8 @@ export class FrameParser {
   private got = 0
   private parts: Uint8Array[] = []
   private assembly: Uint8Array | undefined
-  private hasher: Hash | undefined
+  private hasher: BodyHasher | undefined
+  private hasherFor: BodyHasherFactory | undefined
   private hashFrom = -1
   private bodyFrom = -1
   private readonly digestFrom: number | undefined
@@ -76,6 +101,7 @@ export class FrameParser {
     this.digestFrom = options.bodyDigestFrom
     this.partsMode = options.bodyParts === true
     this.buffers = options.buffers
+    this.hasherFor = options.bodyHasher
   }
 
   /** Switches bodyParts mode on from the next frame on (a stream that knows before any byte arrives). */
@@ -86,6 +112,17 @@ export class FrameParser {
   /** Sets where large frames are assembled from now on (see FrameParserOptions.buffers). */
   assembleInto (buffers: FrameBuffers): void {
     this.buffers = buffers
+  }
+
+  /** Sets who hashes bodies from the next frame on (see FrameParserOptions.bodyHasher). */
+  hashBodiesWith (factory: BodyHasherFactory): void {
+    this.hasherFor = factory
+  }
+
+  /** The stream ended or failed: a frame half received is dropped, and its hash with it. */
+  discard (): void {
+    this.hasher?.abort?.()
+    this.hasher = undefined
   }
 
   /** Bytes held that are not yet part of a returned frame. */
@@ -147,16 +184,25 @@ export class FrameParser {
       }
       if (this.digestFrom !== undefined) {
         this.hashFrom = this.bodyFrom + this.digestFrom
-        if (this.hashFrom <= this.need) this.hasher = createHash('sha256')
+        if (this.hashFrom <= this.need) this.hasher = this.hasherFor?.(this.need - this.hashFrom) ?? inlineHasher()
       }
     }
-    // Hashed straight from the piece, while it is still in cache.
-    if (this.hasher !== undefined && after > this.hashFrom) this.hasher.update(piece.subarray(Math.max(0, this.hashFrom - at)))
+    // Hashed straight from the bytes just written, while they are still in cache: from the assembly
+    // when there is one (it is the frame's and stays put), else from the piece (kept in `parts`).
+    if (this.hasher !== undefined && after > this.hashFrom) {
+      const from = Math.max(at, this.hashFrom)
+      this.hasher.update(this.assembly !== undefined ? this.assembly.subarray(from, after) : piece.subarray(from - at))
+    }
   }
 
   private complete (): ParsedFrame {
     const frame: ParsedFrame = this.partsMode ? this.split() : { bytes: this.assembly ?? this.parts[0] ?? new Uint8Array(0) }
-    if (this.hasher !== undefined) frame.bodyDigest = this.hasher.digest()
+    if (this.hasher !== undefined) {
+      const digest = this.hasher.digest()
+      // A frame refused for another reason never awaits its digest: that is no unhandled rejection.
+      if (digest instanceof Promise) digest.catch(() => {})
+      frame.bodyDigest = digest
+    }
     this.reset()
     return frame
   }
