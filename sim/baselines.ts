@@ -22,6 +22,8 @@ export interface BaselineOutcome {
   loss: number
   /** Bytes one site sent over the whole run (uplink); 0 for methods that send nothing. */
   bytesPerSite: number
+  /** fedavgDense: the aggregate each member receives every round (float32), as forgemesh's model protocol carries it. */
+  modelBytesPerRound?: number
   wallSeconds: number
   /** localOnly: each site's own final figures. */
   perSite?: Array<{ site: number, accuracy: number, loss: number }>
@@ -55,7 +57,7 @@ export async function runBaselinesInWorker (topology: Topology, data: SimData, e
   if (local === undefined || dense === undefined || central === undefined) throw new TopologyError('the baseline worker finished without every baseline')
   return {
     localOnly: { ...outcome(local), perSite: local.perSite },
-    fedavgDense: outcome(dense),
+    fedavgDense: { ...outcome(dense), modelBytesPerRound: dense.modelBytes },
     centralized: outcome(central)
   }
 }

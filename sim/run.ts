@@ -84,11 +84,16 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
   // The final expert publication follows the last commit: its bytes count with the last round.
   const moeRounds = moe.rounds.map((r, i) => i === moe.rounds.length - 1 ? withPublication(r, moe.publication) : r)
   const last = moeRounds.at(-1)
+  // Baseline bytes as a forgemesh mesh would move them: every member but the coordinator sends its update up, and
+  // the coordinator sends the aggregate down to each of them (dense FedAvg); the MoE's rounds are counted the same way on the wire.
+  const members = Math.max(0, siteNames.length - 1)
+  const perSiteAfter = (o: BaselineOutcome, bytesSent: number, round: number): number => bytesSent + round * (o.modelBytesPerRound ?? 0)
   const baselineRounds = (o: BaselineOutcome, sitesSending: number, perSite?: boolean): RoundRecord[] => {
     let before = 0
     return o.rounds.map((r: FederationRecord) => {
-      const sent = Math.max(0, r.bytesSent - before) * sitesSending
-      before = r.bytesSent
+      const after = perSiteAfter(o, r.bytesSent, r.round)
+      const sent = Math.max(0, after - before) * sitesSending
+      before = after
       const record: RoundRecord = { round: r.round, accuracy: clamp01(r.accuracy), loss: Math.max(0, r.loss), bytesPerLink: [], bytesSent: Math.round(sent), durationS: 0, participants: sitesSending > 0 ? siteNames : [], epsSpent: {} }
       if (perSite === true && o.perSite !== undefined && r.round === o.rounds.at(-1)?.round) {
         record.perSite = Object.fromEntries(o.perSite.map(p => [siteNames[p.site]!, { accuracy: clamp01(p.accuracy), loss: Math.max(0, p.loss) }]))
@@ -97,7 +102,7 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
     })
   }
   const summary = (o: BaselineOutcome, sending: number): Report['summary']['methods']['moe'] => ({
-    accuracy: clamp01(o.accuracy), bytesSent: Math.round(o.bytesPerSite * sending), rounds: topology.federation.rounds, wallSeconds: o.wallSeconds
+    accuracy: clamp01(o.accuracy), bytesSent: Math.round(perSiteAfter(o, o.bytesPerSite, topology.federation.rounds) * sending), rounds: topology.federation.rounds, wallSeconds: o.wallSeconds
   })
   const report: Report = {
     schema: REPORT_SCHEMA,
@@ -105,7 +110,7 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
     methods: {
       moe: { rounds: moeRounds },
       localOnly: { rounds: baselineRounds(base.localOnly, 0, true) },
-      fedavgDense: { rounds: baselineRounds(base.fedavgDense, siteNames.length) },
+      fedavgDense: { rounds: baselineRounds(base.fedavgDense, members) },
       centralized: { rounds: baselineRounds(base.centralized, 0) }
     },
     summary: {
@@ -115,7 +120,7 @@ function buildReport (topology: Topology, moe: MoeMethodResult, base: BaselineRe
           ...summary(base.localOnly, 0),
           perSite: Object.fromEntries((base.localOnly.perSite ?? []).map(p => [siteNames[p.site]!, { accuracy: clamp01(p.accuracy), bytesSent: 0, rounds: topology.federation.rounds, wallSeconds: base.localOnly.wallSeconds }]))
         },
-        fedavgDense: summary(base.fedavgDense, siteNames.length),
+        fedavgDense: summary(base.fedavgDense, members),
         centralized: summary(base.centralized, 0)
       }
     },

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createCompressor } from '../coordinator/compression/combined.ts'
+import { recipeInitialParams } from '../node/federation/recipe.ts'
+import { denseSpecFor } from '../node/model/params.ts'
+import { flattenTensors } from '../protocols/tensors.ts'
 import { parseReport, withoutTimings, type Report } from '../sim/report/schema.ts'
+import { specFor } from '../sim/site-settings.ts'
+import { loadTopology } from '../sim/topology.ts'
 
 const exec = promisify(execFile)
 const root = join(import.meta.dirname, '..')
@@ -56,6 +62,19 @@ describe('forgemesh sim (CLI)', () => {
     expect(m.moe.accuracy).toBeGreaterThan(m.fedavgDense.accuracy + 0.05)
     expect(m.moe.accuracy).toBeGreaterThan(m.localOnly.accuracy + 0.3)
     expect(m.moe.rounds).toBe(3)
+  })
+
+  it('counts dense FedAvg\'s bytes as the mesh moves the MoE\'s: (N − 1) × (update + float32 aggregate) a round', async () => {
+    const topo = await loadTopology(topology)
+    const params = flattenTensors(recipeInitialParams(denseSpecFor(specFor(topo)))).length
+    const update = createCompressor(topo.federation.compression, { length: params }).compress(new Float32Array(params)).wireBytes
+    const perRound = (topo.sites.length - 1) * (update + 4 * params)
+    let previous = 0
+    for (const r of a.methods.fedavgDense.rounds) {
+      expect(r.bytesSent).toBe(perRound * (r.round - previous))
+      previous = r.round
+    }
+    expect(a.summary.methods.fedavgDense.bytesSent).toBe(perRound * 3)
   })
 
   it('sends release 1 to one aggregator, not to every member', () => {

@@ -117,6 +117,8 @@ export interface DenseFedAvgResult extends RunResult {
   method: 'fedavg-dense'
   /** Per site, per round: the update's wire bytes. */
   updatePerRound: number
+  /** The committed aggregate as a mesh sends it to each member every round (float32). */
+  modelBytes: number
   hidden: number
 }
 
@@ -165,7 +167,7 @@ export async function runDenseFedAvg (options: BaselineOptions): Promise<DenseFe
     }
     model.setParams(unflattenTensors(global, template))
     const final = evaluate(model, test)
-    return { method: 'fedavg-dense', rounds, final: finalOf(final), updatePerRound, hidden: dense.hidden, seconds: secondsSince(t0) }
+    return { method: 'fedavg-dense', rounds, final: finalOf(final), updatePerRound, modelBytes: 4 * global.length, hidden: dense.hidden, seconds: secondsSince(t0) }
   } finally {
     trainer.dispose()
     model.dispose()
