@@ -5,17 +5,16 @@
  * cut off, a claimed length not allocated before half of it has arrived).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createManualClock, createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
-import type { SiteIdentity } from '../node/identity.ts'
+import { createManualClock, createSeededRandom } from '../coordinator/components.ts'
 import { createBodyPool } from '../node/mesh/body-pool.ts'
-import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
-import { createUpdateService, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'
+import type { SiteHost } from '../node/mesh/host.ts'
+import type { ReceivedUpdate, UpdateService } from '../node/mesh/update.ts'
 import { encodeFrame, FrameParser } from '../protocols/frame/frame.ts'
 import { encodeTensors } from '../protocols/tensor-codec/index.ts'
 import { UPDATE_PROTOCOL_1_0 } from '../protocols/update/constants.ts'
 import { UpdateAck } from '../protocols/update/update.ts'
 import { flattenTensors, type TensorMap } from '../protocols/tensors.ts'
-import { host, identities, tempDir, waitFor } from './mesh-helpers.ts'
+import { tempDir, updatePair, waitFor, type UpdatePair } from './mesh-helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -118,21 +117,16 @@ describe('frame parser with lent buffers', () => {
 
 describe('updates into reused receive buffers, on loopback', () => {
   const dir = tempDir('fm-pool-')
-  const psk = generatePsk()
-  let ids: SiteIdentity[]
+  let pair: UpdatePair
   let a: SiteHost, b: SiteHost
   let sender: UpdateService, receiver: UpdateService
+  let misbehaved: string[]
   /** What each update carried, copied out before release. */
   const got: Array<{ round: number, buffer: ArrayBufferLike, flat: Float32Array, tensors: TensorMap }> = []
-  const misbehaved: string[] = []
   let releaseTwice: unknown
 
   beforeAll(async () => {
-    ids = await identities(dir.path, 2)
-    const allowlist = ids.map(i => i.peerId)
-    a = host(ids[0]!, { psk, allowlist })
-    receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
-    receiver.onUpdate((u: ReceivedUpdate) => {
+    pair = await updatePair(dir.path, (u: ReceivedUpdate) => {
       const flat = flattenTensors(u.tensors)
       got.push({ round: u.header.round, buffer: u.tensors.get('t0')!.data.buffer, flat, tensors: u.tensors })
       // Round 3's consumer keeps its views: it does not release.
@@ -142,18 +136,11 @@ describe('updates into reused receive buffers, on loopback', () => {
       }
       return { accepted: true }
     })
-    await receiver.start()
-    await a.start()
-    a.on('peer:misbehaved', (e) => { misbehaved.push(e.error.name) })
-    b = host(ids[1]!, { psk, allowlist, bootstrap: [a.multiaddrs()[0]!] })
-    sender = createUpdateService({}, { host: b, logger: createSilentLogger('t') })
-    await b.start()
-    await waitFor('b connected to a', () => b.connectedPeers().includes(a.peerId))
+    ;({ a, b, sender, receiver, misbehaved } = pair)
   })
 
   afterAll(async () => {
-    await b.stop()
-    await a.stop()
+    await pair.stop()
     dir.remove()
   })
 

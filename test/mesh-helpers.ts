@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { createSilentLogger, type Logger } from '../coordinator/components.ts'
 import { systemClock } from '../node/components.ts'
 import { loadOrCreateIdentity, type SiteIdentity } from '../node/identity.ts'
-import { createSiteHost, type SiteHost, type SiteHostInit, type WireTap } from '../node/mesh/host.ts'
+import { createSiteHost, generatePsk, type SiteHost, type SiteHostInit, type WireTap } from '../node/mesh/host.ts'
+import { createUpdateService, type UpdateCallback, type UpdateService } from '../node/mesh/update.ts'
 
 export const LOOPBACK = '/ip4/127.0.0.1/tcp/0'
 
@@ -52,4 +53,35 @@ export function recordingLogger (namespace = 'forgemesh:mesh'): Logger & { recor
     child: (suffix) => make(`${ns}:${suffix}`)
   })
   return Object.assign(make(namespace), { records })
+}
+
+export interface UpdatePair {
+  /** Receives updates. */
+  a: SiteHost
+  /** Sends them; connected to `a`. */
+  b: SiteHost
+  receiver: UpdateService
+  sender: UpdateService
+  /** Names of the errors `a` cut a peer off for. */
+  misbehaved: string[]
+  stop: () => Promise<void>
+}
+
+/** Two hosts on loopback with the update protocol: `b` sends, `a` receives through `onUpdate`. */
+export async function updatePair (dir: string, onUpdate: UpdateCallback): Promise<UpdatePair> {
+  const psk = generatePsk()
+  const ids = await identities(dir, 2)
+  const allowlist = ids.map(i => i.peerId)
+  const a = host(ids[0]!, { psk, allowlist })
+  const receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
+  receiver.onUpdate(onUpdate)
+  await receiver.start()
+  await a.start()
+  const misbehaved: string[] = []
+  a.on('peer:misbehaved', (e) => { misbehaved.push(e.error.name) })
+  const b = host(ids[1]!, { psk, allowlist, bootstrap: [a.multiaddrs()[0]!] })
+  const sender = createUpdateService({}, { host: b, logger: createSilentLogger('t') })
+  await b.start()
+  await waitFor('b connected to a', () => b.connectedPeers().includes(a.peerId))
+  return { a, b, receiver, sender, misbehaved, stop: async () => { await b.stop(); await a.stop() } }
 }

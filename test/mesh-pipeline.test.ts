@@ -6,15 +6,14 @@
  */
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
-import type { SiteIdentity } from '../node/identity.ts'
-import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
+import { createSeededRandom } from '../coordinator/components.ts'
+import type { SiteHost } from '../node/mesh/host.ts'
 import { memorySink } from '../node/mesh/blob-io.ts'
-import { createUpdateService, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'
+import type { ReceivedUpdate, UpdateService } from '../node/mesh/update.ts'
 import { decodeFrameHead, encodeFrame, encodeFrameParts, FrameParser, type BodyHasher } from '../protocols/frame/frame.ts'
 import { BODY_HASH_FROM, decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
 import type { TensorMap } from '../protocols/tensors.ts'
-import { host, identities, tempDir, waitFor } from './mesh-helpers.ts'
+import { tempDir, updatePair, waitFor, type UpdatePair } from './mesh-helpers.ts'
 
 function tensors (seed: number, sizes: number[]): TensorMap {
   const rng = createSeededRandom(seed)
@@ -175,31 +174,19 @@ describe('memory sink told the size', () => {
 
 describe('large updates on loopback', () => {
   const dir = tempDir('fm-pipe-')
-  const psk = generatePsk()
-  let ids: SiteIdentity[]
+  let pair: UpdatePair
   let a: SiteHost, b: SiteHost
-  let sender: UpdateService, receiver: UpdateService
+  let sender: UpdateService
+  let misbehaved: string[]
   const received: ReceivedUpdate[] = []
-  const misbehaved: string[] = []
 
   beforeAll(async () => {
-    ids = await identities(dir.path, 2)
-    const allowlist = ids.map(i => i.peerId)
-    a = host(ids[0]!, { psk, allowlist })
-    receiver = createUpdateService({}, { host: a, logger: createSilentLogger('t') })
-    receiver.onUpdate((u) => { received.push(u); return { accepted: true } })
-    await receiver.start()
-    await a.start()
-    a.on('peer:misbehaved', (e) => { misbehaved.push(e.error.name) })
-    b = host(ids[1]!, { psk, allowlist, bootstrap: [a.multiaddrs()[0]!] })
-    sender = createUpdateService({}, { host: b, logger: createSilentLogger('t') })
-    await b.start()
-    await waitFor('b connected to a', () => b.connectedPeers().includes(a.peerId))
+    pair = await updatePair(dir.path, (u) => { received.push(u); return { accepted: true } })
+    ;({ a, b, sender, misbehaved } = pair)
   })
 
   afterAll(async () => {
-    await b.stop()
-    await a.stop()
+    await pair.stop()
     dir.remove()
   })
 
