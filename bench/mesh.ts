@@ -44,7 +44,7 @@ import { systemClock } from '../node/components.ts'
 import { loadOrCreateIdentity } from '../node/identity.ts'
 import { createSiteHost, generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { fetchBlob, memoryBlobSource, serveBlobs } from '../node/mesh/transfer.ts'
-import { createUpdateService } from '../node/mesh/update.ts'
+import { createUpdateService, type OutgoingUpdate, type UpdateService } from '../node/mesh/update.ts'
 import { decodeTensors, encodeTensorParts, encodeTensors } from '../protocols/tensor-codec/index.ts'
 import { UPDATE_PROTOCOL_1_0 } from '../protocols/update/constants.ts'
 import { UpdateAck } from '../protocols/update/update.ts'
@@ -224,41 +224,26 @@ export default async function bench (ctx: BenchContext): Promise<Figures> {
   await client.start()
 
   const prepared = encodeTensors(map, { dtype: 'f32' })
+  /** One update through `service`, timed to its ack; `idlePath` records how long the wire stayed idle before its first MiB. */
+  const timedSend = async (service: UpdateService, update: Pick<OutgoingUpdate, 'tensors' | 'body' | 'meta'>, idlePath?: string): Promise<number> => {
+    const t0 = process.hrtime.bigint()
+    const ack = await service.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', ...update }, { timeoutMs: 600_000 })
+    if (!ack.accepted) throw new Error('update refused')
+    if (idlePath !== undefined) firstByteAfter(idlePath, t0)
+    else firstBody = -1n
+    return elapsed(t0)
+  }
   try {
     await client.libp2p()!.dial(multiaddr(info.address))
     const paths: Record<string, () => Promise<number>> = {
       tcp: async () => await plainTcp(info.tcpPort, bytes),
       raw: async () => await rawLibp2p(client, info.peerId, info.artifactBytes),
-      update: async () => {
-        const t0 = process.hrtime.bigint()
-        const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
-        if (!ack.accepted) throw new Error('update refused')
-        firstByteAfter('update', t0)
-        return elapsed(t0)
-      },
+      update: async () => await timedSend(sender, { tensors: map }, 'update'),
       // What a member sends (node/site/member.ts): the body it encoded, and hashed, once when it prepared the round's update.
-      update_prepared: async () => {
-        const t0 = process.hrtime.bigint()
-        const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', body: prepared }, { timeoutMs: 600_000 })
-        if (!ack.accepted) throw new Error('update refused')
-        firstBody = -1n
-        return elapsed(t0)
-      },
-      update_inline_hash: async () => {
-        const t0 = process.hrtime.bigint()
-        const ack = await inlineSender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map }, { timeoutMs: 600_000 })
-        if (!ack.accepted) throw new Error('update refused')
-        firstBody = -1n
-        return elapsed(t0)
-      },
+      update_prepared: async () => await timedSend(sender, { body: prepared }),
+      update_inline_hash: async () => await timedSend(inlineSender, { tensors: map }),
       // The same update into fresh memory: the receiver never releases it.
-      update_unreleased: async () => {
-        const t0 = process.hrtime.bigint()
-        const ack = await sender.send(info.peerId, { round: 0, site: 'bench', dtype: 'f32', tensors: map, meta: { keep: true } }, { timeoutMs: 600_000 })
-        if (!ack.accepted) throw new Error('update refused')
-        firstBody = -1n
-        return elapsed(t0)
-      },
+      update_unreleased: async () => await timedSend(sender, { tensors: map, meta: { keep: true } }),
       // What a 1.0.0 sender does: hash the whole body, then send it with the hash in the header.
       update_1_0: async () => {
         const t0 = process.hrtime.bigint()

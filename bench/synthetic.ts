@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { createSeededRandom, type Random } from '../coordinator/components.ts'
-import { createDomain, decodeRows, encodeRows, type Domain, type RawValue } from '../coordinator/synthetic/domain.ts'
+import { decodeRows, encodeRows, type Domain, type RawValue } from '../coordinator/synthetic/domain.ts'
 import { assessQuality, splitHoldout, synthesize } from '../coordinator/synthetic/generator.ts'
 import { addGaussian, countOneWay, countTwoWay, tvd } from '../coordinator/synthetic/marginals.ts'
 import { fitMst, sampleMst } from '../coordinator/synthetic/mst.ts'

@@ -5,7 +5,7 @@
  * and an old receiver that only speaks 1.0.0).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createSeededRandom, createSilentLogger } from '../coordinator/components.ts'
+import { createSeededRandom } from '../coordinator/components.ts'
 import type { SiteIdentity } from '../node/identity.ts'
 import { generatePsk, type SiteHost } from '../node/mesh/host.ts'
 import { createUpdateService, decodeUpdateBody, type ReceivedUpdate, type UpdateService } from '../node/mesh/update.ts'

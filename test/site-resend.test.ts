@@ -5,7 +5,6 @@
  * of refusing it, so no update body crosses the wire twice; the round log is
  * the same as ever (every site in every round, each nonce once).
  */
-import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { generatePsk } from '../node/mesh/host.ts'
 import { createFrameCensus } from '../sim/scale.ts'
