@@ -4,6 +4,7 @@
  * and cuts the sender off, and 1.0.0 still works both ways (an old sender,
  * and an old receiver that only speaks 1.0.0).
  */
+import { peerIdFromString } from '@libp2p/peer-id'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSeededRandom } from '../coordinator/components.ts'
 import type { SiteIdentity } from '../node/identity.ts'
@@ -135,6 +136,12 @@ describe('update protocol 1.1.0 on loopback', () => {
     for (const [name, t] of map) expect(sameBytes(oldReceived[1]!.tensors.get(name)!.data, t.data)).toBe(true)
     expect(new Set(wire.map(w => w.protocol))).toEqual(new Set([UPDATE_PROTOCOL_1_0]))
     expect(senderLog.records.filter(r => r.event === 'update.legacy-peer').map(r => r.fields)).toEqual([{ peer: old.peerId, protocol: UPDATE_PROTOCOL_1_0 }])
+
+    // Once the connection drops, the peer may come back upgraded: 1.1.0 is tried first again.
+    await b.libp2p()!.hangUp(peerIdFromString(old.peerId))
+    await waitFor('b to reconnect to the old site', () => b.connectedPeers().includes(old.peerId))
+    expect(await sender.send(old.peerId, { round: 6, site: 'site-b', dtype: 'f32', tensors: map })).toEqual({ kind: 'ack', round: 6, accepted: true })
+    expect(senderLog.records.filter(r => r.event === 'update.legacy-peer')).toHaveLength(2)
   })
 
   it('still takes a 1.0.0 update from a site of the previous release', async () => {

@@ -165,6 +165,12 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
   const timeoutMs = init.timeoutMs ?? UPDATE_TIMEOUT_MS
   /** Peers found not to speak 1.1.0: sent 1.0.0 from then on. */
   const legacyPeers = new Set<string>()
+  let forgetOnDisconnect: (() => void) | undefined
+  /** A peer found not to speak 1.1.0; forgotten when it disconnects, for it may come back upgraded. */
+  const markLegacy = (peerId: string): void => {
+    legacyPeers.add(peerId)
+    forgetOnDisconnect ??= host.on('peer:disconnect', (e) => { legacyPeers.delete(e.peerId) })
+  }
   let callback: UpdateCallback | undefined
   let started = false
 
@@ -298,7 +304,7 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
             if (timeout.aborted && options.signal?.aborted !== true) throw new MeshRequestTimeoutError(`${UPDATE_PROTOCOL} request to ${peerId} got no answer within ${limitMs} ms`)
             throw err
           }
-          legacyPeers.add(peerId)
+          markLegacy(peerId)
           log.info('update.legacy-peer', { peer: peerId, protocol: UPDATE_PROTOCOL_1_0 })
         }
       }
