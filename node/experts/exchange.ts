@@ -8,6 +8,7 @@
  * every member checks and applies. A member that connects later asks for the
  * inventory and catches up the same way.
  */
+import { setMaxListeners } from 'node:events'
 import type { Clock, Logger } from '../../coordinator/components.ts'
 import { Ack, AnnounceRequest, AnnounceResponse, decodeInventory, type Inventory as InventoryT } from '../../protocols/experts-announce/experts-announce.ts'
 import { EXPERTS_ANNOUNCE_MAX_FRAME_BYTES, EXPERTS_ANNOUNCE_PROTOCOL, EXPERTS_ANNOUNCE_TIMEOUT_MS, INVENTORY_MAX_BYTES, MAX_ARTIFACT_BYTES } from '../../protocols/experts-announce/constants.ts'
@@ -250,6 +251,8 @@ export function createExpertExchange (init: ExpertExchangeInit, components: Expe
       if (running) return
       running = true
       stopController = new AbortController()
+      // Every download (and the dial under it) listens on this signal: dozens at once in a large federation are no leak.
+      setMaxListeners(0, stopController.signal)
       if (init.serveArtifacts !== false) await serveBlobs(host, registry.blobSource(), { logger: log })
       await host.handleStream(EXPERTS_ANNOUNCE_PROTOCOL, async (fs, ctx) => {
         const frame = await fs.read(AnnounceRequest, { signal: ctx.signal })

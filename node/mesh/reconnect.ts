@@ -3,6 +3,7 @@
  * whenever it drops, with exponential backoff (initialMs doubling up to maxMs)
  * while dials fail. A blocked peer (refused by membership) is left alone.
  */
+import { setMaxListeners } from 'node:events'
 import type { Logger } from '../../coordinator/components.ts'
 
 export interface ReconnectInit {
@@ -78,6 +79,8 @@ export function createReconnector (
       if (running) return
       running = true
       controller = new AbortController()
+      // Every dial in flight listens on this one signal: a member of 64 may dial dozens at once, and that is no leak.
+      setMaxListeners(0, controller.signal)
       for (const slot of slots.values()) schedule(slot, 0)
     },
     stop: () => {
