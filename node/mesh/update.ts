@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto'
 import type { Clock, Logger } from '../../coordinator/components.ts'
 import { FrameDecodeError, TensorChecksumError, TensorCodecError } from '../../protocols/errors.ts'
+import type { BodyHasherFactory } from '../../protocols/frame/frame.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
 import { BODY_HASH_FROM, HASH_BYTES, HASH_OFFSET, MANIFEST_OFFSET } from '../../protocols/tensor-codec/constants.ts'
 import { decodeTensors, encodeTensorParts, encodeTensorPartsUnhashed, tensorBodyHash } from '../../protocols/tensor-codec/tensor-codec.ts'
@@ -29,7 +30,6 @@ import { UpdateAck, UpdateDigest, UpdateFrame, UpdateRequest } from '../../proto
 import { BodyReleasedError, MeshRequestTimeoutError, MeshStreamError } from '../errors.ts'
 import { createBodyPool, type BodyPool, type BodyPoolInit } from './body-pool.ts'
 import { sharedHashWorker, type HashJob } from './hash-worker.ts'
-import type { BodyHasherFactory } from '../../protocols/frame/frame.ts'
 import type { FrameStream } from './frame-stream.ts'
 import type { FrameContext, SiteHost } from './host.ts'
 
