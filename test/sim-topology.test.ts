@@ -52,8 +52,16 @@ describe('bundled topologies', () => {
     for (const c of crashes) expect(c.restartAfterS).toBeGreaterThan(0)
   })
 
+  it('memory-64: 64 sites in this process on the in-memory transport, one expert each', async () => {
+    const t = await loadTopology(bundled('memory-64'))
+    expect(t.sites).toHaveLength(64)
+    expect([t.transport, executionOf(t)]).toEqual(['memory', 'inline'])
+    expect(t.sites.map(s => s.experts)).toEqual(Array.from({ length: 64 }, (_, i) => [i]))
+    expect(t.faults).toEqual([])
+  })
+
   it('every bundled topology\'s privacy settings compose with its strategy and compression', async () => {
-    for (const name of ['three-sites', 'eu-us-asia', 'space-agencies', 'churn-32']) {
+    for (const name of ['three-sites', 'eu-us-asia', 'space-agencies', 'churn-32', 'memory-64']) {
       const t = await loadTopology(bundled(name))
       const vectorLength = sharedParameterCount(t)
       expect(vectorLength).toBe(784 * t.federation.model.width + t.federation.model.width * (1 + expertCount(t) + 10) + expertCount(t) + 10)
