@@ -101,6 +101,22 @@ describe('update protocol 1.1.0 on loopback', () => {
     for (const [name, t] of map) expect(sameBytes(got.tensors.get(name)!.data, t.data)).toBe(true)
   })
 
+  it('sends a body encoded beforehand as one frame naming its hash: nothing hashed while sending, no digest frame', async () => {
+    wire.length = 0
+    const map = tensors(12, [1_500_000, 7]) // 6 MB: the size that would go to the hash worker
+    const body = encodeTensors(map, { dtype: 'f32' })
+    const hashedBefore = senderLog.records.filter(r => r.event === 'update.hashed').length
+    const ack = await sender.send(a.peerId, { round: 3, site: 'site-b', dtype: 'f32', body })
+    expect(ack).toEqual({ kind: 'ack', round: 3, accepted: true })
+    const frames = framesOf(wire.map(w => w.bytes))
+    expect(frames.map(f => f.header.kind)).toEqual(['update'])
+    expect(frames[0]!.header.bodyHash).toBe(encodeTensorParts(map, { dtype: 'f32' }).hash)
+    expect(senderLog.records.filter(r => r.event === 'update.hashed')).toHaveLength(hashedBefore)
+    const got = received.at(-1)!
+    expect(got.header.round).toBe(3)
+    for (const [name, t] of map) expect(sameBytes(got.tensors.get(name)!.data, t.data)).toBe(true)
+  })
+
   it('keeps the caller\'s timeout and signal: no ack in time is MeshRequestTimeoutError, an abort rejects with its reason', async () => {
     const map = tensors(17, [1000])
     await expect(sender.send(a.peerId, { round: 99, site: 'site-b', dtype: 'f32', tensors: map }, { timeoutMs: 300 }))

@@ -221,13 +221,17 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
     await fs.closeWrite({ signal: ctx.signal })
   }
 
-  /** 1.1.0 with a trailing digest: hash each slice just before it is written. */
+  /**
+   * 1.1.0. With a trailing digest, each slice is hashed just before it is written. A header that
+   * names its hash (a body encoded, and hashed, beforehand) is sent as it is: nothing to hash, no trailer.
+   */
   const sendTrailing = async (peerId: string, header: UpdateFrame, parts: readonly Uint8Array[], signal: AbortSignal): Promise<UpdateAck> => {
+    const trailing = header.bodyHash === undefined
     let bodyBytes = 0
     for (const p of parts) bodyBytes += p.byteLength
     // A worker thread if one is free and the body is worth it; else this thread.
     // The process's thread is started on the first large send and never keeps the process alive.
-    const job: HashJob | undefined = workerMin !== false && bodyBytes >= workerMin ? sharedHashWorker().begin() : undefined
+    const job: HashJob | undefined = trailing && workerMin !== false && bodyBytes >= workerMin ? sharedHashWorker().begin() : undefined
     let fs: FrameStream
     try {
       fs = await host.openStream(peerId, UPDATE_PROTOCOL, { maxFrameBytes: UPDATE_SMALL_FRAME_BYTES, signal })
@@ -236,11 +240,12 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
       throw err
     }
     try {
-      const inline = job === undefined ? createHash('sha256') : undefined
+      const inline = trailing && job === undefined ? createHash('sha256') : undefined
       let skip = BODY_HASH_FROM // the preamble's magic and (zero) hash field are not hashed
       await fs.write(header, slices(parts, UPDATE_SLICE_BYTES), {
         signal,
         onBodyPart: (part) => {
+          if (!trailing) return undefined
           if (skip >= part.byteLength) { skip -= part.byteLength; return undefined }
           const hashed = skip === 0 ? part : part.subarray(skip)
           skip = 0
@@ -249,9 +254,11 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
           return job!.update(hashed)
         }
       })
-      const digest = inline !== undefined ? inline.digest('hex') : (await job!.digest({ signal })).toString('hex')
-      log.debug('update.hashed', { peer: peerId, round: header.round, bytes: bodyBytes, on: inline !== undefined ? 'event-loop' : 'worker' })
-      await fs.write({ kind: 'digest', bodyHash: digest } satisfies UpdateDigest, undefined, { signal })
+      if (trailing) {
+        const digest = inline !== undefined ? inline.digest('hex') : (await job!.digest({ signal })).toString('hex')
+        log.debug('update.hashed', { peer: peerId, round: header.round, bytes: bodyBytes, on: inline !== undefined ? 'event-loop' : 'worker' })
+        await fs.write({ kind: 'digest', bodyHash: digest } satisfies UpdateDigest, undefined, { signal })
+      }
       await fs.closeWrite({ signal })
       const response = await fs.read(UpdateAck, { signal })
       if (response === undefined) throw new MeshStreamError(`${peerId} closed ${UPDATE_PROTOCOL} without answering`)
