@@ -16,6 +16,7 @@
  * dropped after `idleMs`.
  */
 import type { Clock } from '../../coordinator/components.ts'
+import type { FrameBuffers } from '../../protocols/frame/frame.ts'
 import { systemClock } from '../components.ts'
 import { BodyPoolError, BodyReleasedError } from '../errors.ts'
 
@@ -28,11 +29,12 @@ export interface BodyPoolInit {
   minBytes?: number
 }
 
-export interface BodyPool {
-  /** An idle buffer of at least `bytes` (costs no allocation), as a view of exactly `bytes`; undefined when none fits. */
-  take: (bytes: number) => Uint8Array | undefined
-  /** Fresh memory for `bytes` (with room for a longer header next time), lent like `take`'s so it can join the pool when handed back. */
-  allocate: (bytes: number) => Uint8Array
+/**
+ * The frame parser's `buffers` (FrameBuffers): `take` lends an idle buffer of at least `bytes`
+ * (no allocation) as a view of exactly `bytes`, or undefined when none fits; `allocate` lends
+ * fresh memory with room for a longer header next time, so it can join the pool when handed back.
+ */
+export interface BodyPool extends FrameBuffers {
   /** Whether `view` lies in a buffer this pool lent and that is not handed back yet. */
   lent: (view: Uint8Array) => boolean
   /** Hands back the buffer behind `view`. Throws BodyReleasedError when it was handed back already. */

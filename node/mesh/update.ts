@@ -19,7 +19,6 @@
 import { createHash } from 'node:crypto'
 import type { Clock, Logger } from '../../coordinator/components.ts'
 import { FrameDecodeError, TensorChecksumError, TensorCodecError } from '../../protocols/errors.ts'
-import type { BodyHasherFactory } from '../../protocols/frame/frame.ts'
 import type { TensorMap } from '../../protocols/tensors.ts'
 import { BODY_HASH_FROM, HASH_BYTES, HASH_OFFSET, MANIFEST_OFFSET } from '../../protocols/tensor-codec/constants.ts'
 import { decodeTensors, encodeTensorParts, encodeTensorPartsUnhashed, tensorBodyHash } from '../../protocols/tensor-codec/tensor-codec.ts'
@@ -148,11 +147,11 @@ function releaser (pool: BodyPool, body: Uint8Array | undefined, round: number):
   return () => {
     if (released) throw new BodyReleasedError(`the update for round ${round} was released twice`)
     released = true
-    if (body !== undefined && pool.lent(body)) pool.give(body)
+    giveBack(pool, body)
   }
 }
 
-/** A body that failed its checks: nothing views it, so its buffer goes back at once. */
+/** Hands a body's buffer back if the pool lent it (a small body was never the pool's). */
 function giveBack (pool: BodyPool, body: Uint8Array | undefined): void {
   if (body !== undefined && pool.lent(body)) pool.give(body)
 }
@@ -174,8 +173,12 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
   let callback: UpdateCallback | undefined
   let started = false
 
-  /** Who hashes an arriving body: the process's worker thread for a large one while it is free, else this thread. */
-  const receiveHasher: BodyHasherFactory = (bytes) => workerMin !== false && bytes >= workerMin ? sharedHashWorker().begin() : undefined
+  /**
+   * Who hashes a body, sent or received: the process's worker thread for a large one while it is
+   * free (undefined: this thread). The thread starts on the first large body and never keeps the process alive.
+   */
+  const workerJob = (bytes: number): HashJob | undefined =>
+    workerMin !== false && bytes >= workerMin ? sharedHashWorker().begin() : undefined
 
   const verdictOf = async (ctx: FrameContext, header: UpdateHeader, tensors: TensorMap, body: Uint8Array | undefined): Promise<UpdateAck> => {
     const release = releaser(pool, body, header.round)
@@ -196,7 +199,7 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
   /** 1.1.0: an update frame, then a digest frame unless the update named its hash. */
   const receive = async (fs: FrameStream, ctx: FrameContext): Promise<void> => {
     fs.assembleInto(pool)
-    fs.hashBodiesWith(receiveHasher)
+    fs.hashBodiesWith(workerJob)
     const frame = await fs.read(UpdateFrame, { signal: ctx.signal })
     if (frame === undefined) return
     const { body } = frame
@@ -229,9 +232,7 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
     const trailing = header.bodyHash === undefined
     let bodyBytes = 0
     for (const p of parts) bodyBytes += p.byteLength
-    // A worker thread if one is free and the body is worth it; else this thread.
-    // The process's thread is started on the first large send and never keeps the process alive.
-    const job: HashJob | undefined = trailing && workerMin !== false && bodyBytes >= workerMin ? sharedHashWorker().begin() : undefined
+    const job = trailing ? workerJob(bodyBytes) : undefined
     let fs: FrameStream
     try {
       fs = await host.openStream(peerId, UPDATE_PROTOCOL, { maxFrameBytes: UPDATE_SMALL_FRAME_BYTES, signal })
@@ -242,18 +243,15 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
     try {
       const inline = trailing && job === undefined ? createHash('sha256') : undefined
       let skip = BODY_HASH_FROM // the preamble's magic and (zero) hash field are not hashed
-      await fs.write(header, slices(parts, UPDATE_SLICE_BYTES), {
-        signal,
-        onBodyPart: (part) => {
-          if (!trailing) return undefined
-          if (skip >= part.byteLength) { skip -= part.byteLength; return undefined }
-          const hashed = skip === 0 ? part : part.subarray(skip)
-          skip = 0
-          if (inline !== undefined) { inline.update(hashed); return undefined }
-          // A full ring (a starved worker) makes the write wait, never the event loop.
-          return job!.update(hashed)
-        }
-      })
+      const hashPart = (part: Uint8Array): Promise<void> | undefined => {
+        if (skip >= part.byteLength) { skip -= part.byteLength; return undefined }
+        const hashed = skip === 0 ? part : part.subarray(skip)
+        skip = 0
+        if (inline !== undefined) { inline.update(hashed); return undefined }
+        // A full ring (a starved worker) makes the write wait, never the event loop.
+        return job!.update(hashed)
+      }
+      await fs.write(header, slices(parts, UPDATE_SLICE_BYTES), { signal, ...(trailing ? { onBodyPart: hashPart } : {}) })
       if (trailing) {
         const digest = inline !== undefined ? inline.digest('hex') : (await job!.digest({ signal })).toString('hex')
         log.debug('update.hashed', { peer: peerId, round: header.round, bytes: bodyBytes, on: inline !== undefined ? 'event-loop' : 'worker' })
@@ -278,7 +276,7 @@ export function createUpdateService (init: UpdateServiceInit, components: Update
       // host.handle's one-frame exchange, spelled out so the frame lands in the pool.
       await host.handleStream(UPDATE_PROTOCOL_1_0, async (fs, ctx) => {
         fs.assembleInto(pool)
-        fs.hashBodiesWith(receiveHasher)
+        fs.hashBodiesWith(workerJob)
         const frame = await fs.read(UpdateRequest, { signal: ctx.signal })
         if (frame === undefined) return
         const { body } = frame
